@@ -1,0 +1,87 @@
+"""Which files of the task the LLM may change, and which the evaluator owns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+_LANGS = {
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".c": "c",
+    ".cpp": "cpp",
+    ".h": "c",
+    ".rs": "rust",
+    ".go": "go",
+    ".java": "java",
+    ".jl": "julia",
+    ".sh": "bash",
+    ".cu": "cuda",
+    ".md": "markdown",
+    ".toml": "toml",
+    ".json": "json",
+}
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a path glob (``*``, ``?``, ``**``) into a regex over posix paths."""
+    out, i = [], 0
+    pattern = pattern.strip().removeprefix("./")
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def matches(path: str, globs: Iterable[str]) -> bool:
+    """Whether the posix ``path`` matches any of ``globs``."""
+    return any(_glob_regex(g).match(path) for g in globs)
+
+
+def language(path: str) -> str:
+    """Fence language for a file path ("" when unknown)."""
+    dot = path.rfind(".")
+    return _LANGS.get(path[dot:].lower(), "") if dot >= 0 else ""
+
+
+class FileRules:
+    """Editable and protected files of a task.
+
+    Args:
+        editable: Globs of files the LLM may change.
+        protected: Extra globs the evaluator owns; every non-editable file is protected too.
+    """
+
+    def __init__(self, editable: Sequence[str], protected: Sequence[str] = ()) -> None:
+        if not editable:
+            raise ValueError("editable must name at least one glob")
+        self._editable = tuple(editable)
+        self._protected = tuple(protected)
+
+    def is_editable(self, path: str) -> bool:
+        """Whether the LLM may change ``path``."""
+        return matches(path, self._editable) and not matches(path, self._protected)
+
+    def editable_files(self, paths: Iterable[str]) -> list[str]:
+        """The editable ones among ``paths``, sorted."""
+        return sorted(p for p in paths if self.is_editable(p))
+
+    def protected_files(self, paths: Iterable[str]) -> list[str]:
+        """Files among ``paths`` that candidates must not modify, sorted."""
+        return sorted(p for p in paths if not self.is_editable(p))

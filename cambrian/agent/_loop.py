@@ -1,0 +1,273 @@
+"""The evolution loop: steady state, proposals and evaluations in flight independently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from cambrian.agent._context import prompt_context
+from cambrian.agent._edits import apply_reply
+from cambrian.agent._setup import RunContext
+from cambrian.errors import LLMError, SandboxError
+from cambrian.prompts import render
+from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
+
+log = logging.getLogger("cambrian")
+MAX_LLM_FAILURES = 3  # consecutive calls that failed after their own retries
+
+
+@dataclass(frozen=True)
+class Event:
+    """One finished candidate, for progress displays."""
+
+    program: Program
+    evaluation: Evaluation | None  # None when the proposal was rejected
+    added: AddStatus | None
+    evaluated: int
+    target: int
+
+
+class Evolution:
+    """Runs the loop of DESIGN.md over the rooms of a ``RunContext``.
+
+    Args:
+        ctx: The opened run.
+        on_event: Called after each rejection or evaluation (progress display).
+    """
+
+    def __init__(self, ctx: RunContext, on_event: Callable[[Event], None] | None = None) -> None:
+        self.ctx = ctx
+        self._on_event = on_event or (lambda event: None)
+        self._queue: asyncio.Queue[Program] = asyncio.Queue()
+        self._changed = asyncio.Condition()
+        self._evaluating: set[str] = set()
+        self._pending = self._proposing = self._llm_failures = 0
+        self._evaluated = self._proposals = 0
+        self._root: Program | None = None
+        self.stop_reason = ""
+        self.error = ""
+
+    # --- one candidate, in two halves -------------------------------------------------
+    async def propose(self, island: int) -> Program | None:
+        """Select a parent, prompt the LLM, apply its edit and commit the child."""
+        archive, lineage = self.ctx.archive, self.ctx.lineage
+        parent = archive.sample_parent(island) or self._root
+        task = {
+            "description": self.ctx.config.task.description,
+            "direction": self.ctx.config.evaluator.direction,
+        }
+        variables, files = prompt_context(
+            archive, lineage, self.ctx.rules, self.ctx.config.prompt, parent, task
+        )
+        messages = [
+            {"role": "system", "content": render("system.j2", **variables)},
+            {"role": "user", "content": render("user.j2", **variables)},
+        ]
+        completion = await self.ctx.llm.complete(messages)
+        edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
+        child = Program(
+            id=archive.new_id(),
+            parent_id=parent.id,
+            island=island,
+            generation=parent.generation + 1,
+            commit="",
+            files_changed=tuple(sorted(edit.changes)),
+            model=completion.model,
+        )
+        reason = edit.error
+        if edit.ok:
+            message = f"cambrian program {child.id}\n\nparent: {parent.id}\nmodel: {child.model}"
+            commit, tree = lineage.commit(parent.commit, edit.changes, message)
+            child = replace(child, commit=commit, tree=tree)
+            reason = (
+                "duplicate: same files as an existing program" if archive.has_tree(tree) else ""
+            )
+        if reason:
+            child = replace(child, status=ProgramStatus.REJECTED, reason=reason)
+        else:
+            lineage.set_ref(child.id, child.commit)
+        archive.new_program(child)
+        archive.record_llm_call(
+            child.id,
+            completion.model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cost_usd=completion.cost_usd,
+            latency_s=completion.latency_s,
+        )
+        if reason:
+            self._on_event(Event(child, None, None, self._evaluated, self._target))
+            return None
+        return child
+
+    async def evaluate(self, program: Program) -> Evaluation:
+        """Check the program out into a fresh work dir, run the evaluator, store the result."""
+        self.ctx.archive.set_status(program.id, ProgramStatus.EVALUATING)
+        self._evaluating.add(program.id)
+        evaluation = await asyncio.to_thread(self._evaluate_in_workdir, program)
+        self._evaluating.discard(program.id)
+        added = self.ctx.archive.add(program, evaluation)
+        if program.parent_id is not None:
+            self._evaluated += 1
+        self._on_event(Event(program, evaluation, added, self._evaluated, self._target))
+        self._check_target(evaluation)
+        return evaluation
+
+    def _evaluate_in_workdir(self, program: Program) -> Evaluation:
+        """Blocking part of ``evaluate``; runs in a worker thread."""
+        workdir = self.ctx.work_root / program.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        self.ctx.lineage.checkout(program.commit, workdir)
+        try:
+            return self.ctx.evaluator.evaluate(workdir, self.ctx.protected)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # --- the steady-state scheduler ---------------------------------------------------
+    @property
+    def _target(self) -> int:
+        return self.ctx.config.run.iterations
+
+    async def run(self) -> str:
+        """Run until iterations, target score, proposal cap or an error; return why it stopped."""
+        stats = self.ctx.archive.stats()
+        self._evaluated, self._proposals = stats["evaluated"], max(0, stats["programs"] - 1)
+        self._root = await self._seed()
+        for program in self.ctx.archive.pending():
+            if program.parent_id is not None:
+                self._pending += 1
+                self._queue.put_nowait(program)
+        run = self.ctx.config.run
+        workers = [
+            asyncio.create_task(self._guard(self._propose_forever(i)))
+            for i in range(run.proposal_concurrency)
+        ]
+        workers += [
+            asyncio.create_task(self._guard(self._evaluate_forever()))
+            for _ in range(run.eval_concurrency)
+        ]
+        try:
+            await self._wait(lambda: bool(self.stop_reason) or self._exhausted())
+            self.stop_reason = self.stop_reason or (
+                "iterations" if self._evaluated >= self._target else "max_proposals"
+            )
+        except asyncio.CancelledError:
+            self.stop_reason = "interrupted"
+            raise
+        finally:
+            await self._shutdown(workers)
+        return self.stop_reason
+
+    async def _seed(self) -> Program:
+        """Create and evaluate the initial program (once per run)."""
+        archive, lineage = self.ctx.archive, self.ctx.lineage
+        root = archive.root()
+        if root is None:
+            base = lineage.base()
+            root = Program(
+                id=archive.new_id(),
+                parent_id=None,
+                island=0,
+                generation=0,
+                commit=base,
+                tree=lineage.tree_of(base),
+            )
+            lineage.set_ref(root.id, base)
+            archive.new_program(root)
+        if archive.evaluation(root.id) is None:
+            evaluation = await self.evaluate(root)
+            if not evaluation.ok:
+                log.warning(
+                    "the initial program fails (%s); asking the LLM to repair it", evaluation.reason
+                )
+        return root
+
+    def _exhausted(self) -> bool:
+        """True when no more work can finish: counts reached and nothing in flight."""
+        idle = self._pending == 0 and self._proposing == 0
+        capped = self._proposals >= self.ctx.config.run.max_proposals
+        return self._evaluated >= self._target or (capped and idle)
+
+    def _has_room(self) -> bool:
+        """Whether a proposer may start another LLM call."""
+        in_flight = self._evaluated + self._pending + self._proposing
+        backlog = self._pending >= 2 * self.ctx.config.run.eval_concurrency
+        return in_flight < self._target and not backlog
+
+    async def _propose_forever(self, worker: int) -> None:
+        islands = self.ctx.config.archive.islands
+        while True:
+            await self._wait(lambda: self._has_room() or self._exhausted())
+            if self._proposals >= self.ctx.config.run.max_proposals or self._exhausted():
+                return
+            self._proposals += 1
+            self._proposing += 1
+            try:
+                program = await self.propose((self._proposals + worker) % islands)
+                self._llm_failures = 0
+            except LLMError as exc:
+                program = None
+                self._llm_failure(exc)
+            finally:
+                self._proposing -= 1
+            if program is not None:
+                self._pending += 1
+                self._queue.put_nowait(program)
+            await self._notify()
+
+    async def _evaluate_forever(self) -> None:
+        while True:
+            program = await self._queue.get()
+            try:
+                await self.evaluate(program)
+            except SandboxError as exc:
+                self.error, self.stop_reason = str(exc), "sandbox_error"
+            finally:
+                self._pending -= 1
+            await self._notify()
+
+    async def _guard(self, work: Awaitable[None]) -> None:
+        """The loop boundary: a bug in a worker is logged and stops the run; it never hangs."""
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - the one allowed catch-all (STYLE rule 11)
+            log.exception("internal error in the evolution loop")
+            self.error, self.stop_reason = f"internal error: {exc!r}", "internal_error"
+            await self._notify()
+
+    def _llm_failure(self, exc: LLMError) -> None:
+        self._llm_failures += 1
+        self.ctx.archive.record_llm_call(None, self.ctx.llm.name, ok=False, error=str(exc))
+        log.warning("LLM call failed: %s", exc)
+        if self._llm_failures >= MAX_LLM_FAILURES:
+            self.error, self.stop_reason = str(exc), "llm_error"
+
+    def _check_target(self, evaluation: Evaluation) -> None:
+        target = self.ctx.config.run.target_score
+        if target is None or not evaluation.ok:
+            return
+        maximize = self.ctx.config.evaluator.direction == "maximize"
+        if (evaluation.score >= target) if maximize else (evaluation.score <= target):
+            self.stop_reason = "target_score"
+
+    async def _wait(self, predicate: Callable[[], bool]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _shutdown(self, workers: list[asyncio.Task]) -> None:
+        """Stop every worker; evaluations cut short are marked interrupted for resume."""
+        if self._evaluating:
+            self.ctx.sandbox.close()  # kills running candidates so worker threads return
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for program_id in self._evaluating:
+            self.ctx.archive.set_status(program_id, ProgramStatus.INTERRUPTED, self.stop_reason)

@@ -1,0 +1,206 @@
+"""Open a run: resolve the config, then build each room from its own section."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cambrian.agent._files import FileRules
+from cambrian.archive import GitLineage, SqlArchive
+from cambrian.config import CambrianConfig, apply_override, build_config, load_config
+from cambrian.errors import ConfigError
+from cambrian.evaluators import CommandEvaluator
+from cambrian.llm import OFFLINE_NOTICE, OfflineModelServer, default_model_from_env, get_llm
+from cambrian.sandbox import get_sandbox, make_limits
+from cambrian.types import LLM, Sandbox
+
+log = logging.getLogger("cambrian")
+
+RUNS_HOME = Path(".cambrian")
+RUN_FILE = "run.json"
+CONFIG_JSON = "config.json"
+
+
+@dataclass
+class RunContext:
+    """Everything one run needs, built from the config; ``close()`` releases it all."""
+
+    run_id: str
+    run_dir: Path
+    task_dir: Path
+    config: CambrianConfig
+    archive: SqlArchive
+    lineage: GitLineage
+    sandbox: Sandbox
+    evaluator: CommandEvaluator
+    llm: LLM
+    rules: FileRules
+    protected: list[str]
+    resumed: bool
+    offline: OfflineModelServer | None = None
+
+    @property
+    def work_root(self) -> Path:
+        """Scratch folder holding one fresh work dir per evaluation."""
+        return self.run_dir / "work"
+
+    def close(self) -> None:
+        """Stop the sandbox, the local model server and the database, in that order."""
+        self.sandbox.close()
+        if self.offline is not None:
+            self.offline.stop()
+        self.archive.close()
+        self.lineage.close()
+
+
+def archive_url(config: CambrianConfig, run_dir: Path) -> str:
+    """The configured archive URL, else SQLite ``archive.db`` inside the run folder."""
+    return config.archive.url or f"sqlite:///{(run_dir / 'archive.db').resolve()}"
+
+
+def default_run_dir(task_dir: Path) -> Path:
+    """A new run folder under ./.cambrian/runs, named after the task and the time."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = task_dir.resolve().name or "task"
+    run_dir = RUNS_HOME / "runs" / f"{name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = RUNS_HOME / "runs" / f"{name}-{stamp}-{suffix}"
+    return run_dir
+
+
+def resolve_run_dir(run_dir: Path | None) -> Path:
+    """The given run dir, else the latest run started from this folder."""
+    if run_dir is not None:
+        return run_dir
+    latest = RUNS_HOME / "latest"
+    if latest.exists():
+        return latest.resolve()
+    raise ConfigError("no run found here: pass --run-dir DIR (or start one with `cambrian run`)")
+
+
+def _mark_latest(run_dir: Path) -> None:
+    """Point ./.cambrian/latest at ``run_dir`` when it lives under ./.cambrian/runs."""
+    latest = RUNS_HOME / "latest"
+    try:
+        run_dir.resolve().relative_to((RUNS_HOME / "runs").resolve())
+    except ValueError:
+        return
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(run_dir.resolve())
+
+
+def _stored_config(
+    run_dir: Path, extra: dict[str, Any], overrides: list[str]
+) -> tuple[dict[str, Any], CambrianConfig]:
+    """Config of an existing run, with this invocation's flags and overrides on top."""
+    data = json.loads((run_dir / CONFIG_JSON).read_text())
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return data, build_config(data, str(run_dir / CONFIG_JSON))
+
+
+def _resolve_model(config: CambrianConfig) -> tuple[CambrianConfig, OfflineModelServer | None]:
+    """Fill in the model: as configured, a provider default, or the offline demo model."""
+    if config.llm.model:
+        return config, None
+    model = default_model_from_env(os.environ)
+    if model:
+        log.info("llm.model not set; using %s (an API key was found in the environment)", model)
+        return config.model_copy(
+            update={"llm": config.llm.model_copy(update={"model": model})}
+        ), None
+    server = OfflineModelServer()
+    url = server.start()
+    log.warning(OFFLINE_NOTICE)
+    llm = config.llm.model_copy(update={"model": server.model, "api_base": url})
+    return config.model_copy(update={"llm": llm}), server
+
+
+def _prepare(
+    task_dir: Path | None, run_dir: Path | None, extra: dict[str, Any], overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], CambrianConfig, Path, bool]:
+    """Decide between a new run and a resumed one; return meta, raw config and config."""
+    if run_dir is not None and (run_dir / RUN_FILE).is_file():
+        meta = json.loads((run_dir / RUN_FILE).read_text())
+        data, config = _stored_config(run_dir, extra, overrides)
+        return meta, data, config, run_dir, True
+    task_dir = (task_dir or Path(".")).resolve()
+    if not task_dir.is_dir():
+        raise ConfigError(f"task folder {task_dir} does not exist")
+    config = load_config(task_dir, overrides, extra)
+    data = config.model_dump(mode="json", exclude_unset=True)
+    meta = {"run_id": uuid.uuid4().hex[:12], "task_dir": str(task_dir), "created": time.time()}
+    return meta, data, config, run_dir or default_run_dir(task_dir), False
+
+
+def open_run(
+    task_dir: Path | None,
+    run_dir: Path | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    overrides: list[str] = (),
+) -> RunContext:
+    """Create or resume a run and build its rooms.
+
+    Args:
+        task_dir: The task folder (ignored when ``run_dir`` holds a run to resume).
+        run_dir: Where the run lives; an existing run there is resumed.
+        extra: Nested config values from CLI flags.
+        overrides: ``section.key=value`` strings, applied last.
+    """
+    meta, data, config, run_dir, resumed = _prepare(task_dir, run_dir, extra or {}, list(overrides))
+    config.check_runnable()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=1))
+    (run_dir / CONFIG_JSON).write_text(json.dumps(data, indent=1))
+    _mark_latest(run_dir)
+    task = Path(meta["task_dir"])
+    lineage = GitLineage(run_dir / "lineage.git")
+    base = lineage.init_from(task)
+    url = archive_url(config, run_dir)
+    maximize = config.evaluator.direction == "maximize"
+    archive = SqlArchive(
+        config.archive, url=url, run_id=meta["run_id"], maximize=maximize, seed=config.run.seed
+    )
+    archive.open()
+    archive.ensure_run({**meta, "base_commit": base})
+    rules = FileRules(config.task.editable, config.evaluator.protected)
+    base_files = lineage.list_files(base)
+    if not rules.editable_files(base_files):
+        archive.close()
+        raise ConfigError(
+            f"task.editable {list(config.task.editable)} matches no file in {task}: "
+            "check the globs (they are relative to the task folder)"
+        )
+    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
+    limits = make_limits(config.sandbox, config.evaluator.timeout_s)
+    evaluator = CommandEvaluator(config.evaluator, sandbox, limits)
+    config, offline = _resolve_model(config)
+    shutil.rmtree(run_dir / "work", ignore_errors=True)
+    return RunContext(
+        run_id=meta["run_id"],
+        run_dir=run_dir,
+        task_dir=task,
+        config=config,
+        archive=archive,
+        lineage=lineage,
+        sandbox=sandbox,
+        evaluator=evaluator,
+        llm=get_llm(config.llm),
+        rules=rules,
+        protected=rules.protected_files(base_files),
+        resumed=resumed,
+        offline=offline,
+    )

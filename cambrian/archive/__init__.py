@@ -1,0 +1,23 @@
+"""The archive room: SQL store of programs, MAP-Elites cells, parent selection, git lineage."""
+
+from cambrian.archive._cells import bin_index, cell_key, is_better
+from cambrian.archive._lineage import GitLineage
+from cambrian.archive._selection import (
+    SELECTION_POLICIES,
+    pick_inspirations,
+    rank_weights,
+    select_parent,
+)
+from cambrian.archive._store import SqlArchive
+
+__all__ = [
+    "SELECTION_POLICIES",
+    "GitLineage",
+    "SqlArchive",
+    "bin_index",
+    "cell_key",
+    "is_better",
+    "pick_inspirations",
+    "rank_weights",
+    "select_parent",
+]

@@ -1,0 +1,241 @@
+"""The ``cambrian`` command line: init, run, status, best, show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from importlib.resources import files as package_files
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cambrian.errors import CambrianError, ConfigError
+
+app = typer.Typer(
+    help="cambrian: evolve code in a git repository with an LLM, safely.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+log = logging.getLogger("cambrian")
+
+OK_STOPS = {"iterations", "target_score", "max_proposals"}
+RunDir = Annotated[
+    Path | None, typer.Option("--run-dir", help="Run folder (default: the latest run here).")
+]
+
+
+def _fail(exc: CambrianError) -> typer.Exit:
+    """Print a one-line error and choose the exit code (2 for config errors, else 1)."""
+    err.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _flags(**values: Any) -> dict[str, Any]:
+    """Nest CLI flag values ('section.key': value) into a config dict, skipping unset ones."""
+    nested: dict[str, Any] = {}
+    for dotted, value in values.items():
+        if value is None or value == []:
+            continue
+        section, key = dotted.split(".")
+        nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
+    """Log lines to stderr (and the run's log file); only the CLI configures logging."""
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if log_file is not None:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+
+
+@app.command()
+def run(
+    task_dir: Annotated[Path | None, typer.Argument(help="Task folder with cambrian.toml.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Evaluated candidates to produce.")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder; an existing one resumes.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="litellm model name.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="Sandbox backend (process).")] = None,
+    target_score: Annotated[float | None, typer.Option(help="Stop once reached.")] = None,
+    repo: Annotated[Path | None, typer.Option(help="Repository to evolve (no config).")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="Evaluator command.")] = None,
+    editable: Annotated[list[str] | None, typer.Option(help="Editable glob (repeat).")] = None,
+    description: Annotated[str | None, typer.Option(help="What to optimise.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings.")] = False,
+) -> None:
+    """Evolve a task (or resume the run in --run-dir) and print the best program."""
+    from cambrian._cli_report import ProgressPrinter, print_summary
+    from cambrian.agent import Evolution, open_run
+
+    _setup_logging(quiet)
+    extra = _flags(
+        **{
+            "run.iterations": iterations,
+            "llm.model": model,
+            "llm.api_base": api_base,
+            "sandbox.backend": sandbox,
+            "run.target_score": target_score,
+            "evaluator.command": evaluator,
+            "task.editable": editable,
+            "task.description": description,
+        }
+    )
+    try:
+        ctx = open_run(repo or task_dir, run_dir, extra=extra, overrides=set_ or [])
+    except CambrianError as exc:
+        raise _fail(exc) from None
+    _setup_logging(quiet, ctx.run_dir / "run.log")
+    verb = "resuming" if ctx.resumed else "starting"
+    log.info("%s run %s in %s", verb, ctx.run_id, ctx.run_dir)
+    log.info("model %s; %s", ctx.llm.name, ctx.sandbox.describe())
+    evolution = Evolution(ctx, on_event=ProgressPrinter(ctx, quiet))
+    try:
+        reason = asyncio.run(evolution.run())
+    except KeyboardInterrupt:
+        err.print(f"interrupted; resume with: cambrian run --run-dir {ctx.run_dir}")
+        raise typer.Exit(130) from None
+    finally:
+        ctx.close()
+    print_summary(out, ctx, reason, evolution.error)
+    if reason not in OK_STOPS:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    run_dir: RunDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Counts by status, best score and program, elapsed time, tokens."""
+    from cambrian.agent import open_records
+
+    try:
+        records = open_records(run_dir)
+    except CambrianError as exc:
+        raise _fail(exc) from None
+    with records:
+        stats = records.archive.stats()
+    if as_json:
+        out.print_json(json.dumps(stats))
+        return
+    out.print(f"run {stats['run_id']}  ({records.run_dir})")
+    for key in ("evaluated", "programs", "cells", "llm_calls"):
+        out.print(f"  {key:<12} {stats[key]}")
+    for key, count in sorted(stats["by_status"].items()):
+        out.print(f"  {key:<12} {count}")
+    out.print(f"  best         {stats['best_score']}  ({stats['best_program']})")
+    out.print(
+        f"  tokens       {stats['prompt_tokens']} in / {stats['completion_tokens']} out"
+        f"  cost ${stats['cost_usd']:.4f}"
+    )
+    out.print(f"  elapsed      {stats['elapsed_s']:.1f}s")
+
+
+@app.command()
+def best(run_dir: RunDir = None) -> None:
+    """The best program: id, score, and its diff against the initial program."""
+    from cambrian.agent import open_records
+
+    try:
+        records = open_records(run_dir)
+    except CambrianError as exc:
+        raise _fail(exc) from None
+    with records:
+        found = records.archive.best()
+        if found is None:
+            err.print("no program has been evaluated successfully yet")
+            raise typer.Exit(1)
+        program, evaluation = found
+        root = records.archive.root()
+        out.print(
+            f"best program {program.id}  score {evaluation.score:.6g}  "
+            f"generation {program.generation}  model {program.model or '-'}"
+        )
+        out.print(f"commit {program.commit}  (refs/cambrian/programs/{program.id})")
+        diff = records.lineage.diff(root.commit, program.commit) if root else ""
+        out.print(diff or "(identical to the initial program)", markup=False)
+
+
+@app.command()
+def show(program_id: str, run_dir: RunDir = None) -> None:
+    """One program: metadata, evaluation, feedback, and its diff against its parent."""
+    from cambrian._cli_report import print_program
+    from cambrian.agent import open_records
+
+    try:
+        records = open_records(run_dir)
+    except CambrianError as exc:
+        raise _fail(exc) from None
+    with records:
+        try:
+            program = records.archive.get(program_id)
+        except KeyError as exc:
+            err.print(f"[bold red]error:[/] {exc.args[0]}")
+            raise typer.Exit(2) from None
+        print_program(out, records, program)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create or fill.")],
+    evaluator: Annotated[str | None, typer.Option(help="Evaluator command.")] = None,
+    editable: Annotated[list[str] | None, typer.Option(help="Editable glob (repeat).")] = None,
+    description: Annotated[str | None, typer.Option(help="What to optimise.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value")] = None,
+) -> None:
+    """Scaffold a working task, or write the given flags down as cambrian.toml."""
+    from cambrian.config import CONFIG_FILE, dump_toml, load_config
+
+    target = directory / CONFIG_FILE
+    if target.exists():
+        err.print(f"[bold red]error:[/] {target} exists already; edit it or choose another folder")
+        raise typer.Exit(2)
+    directory.mkdir(parents=True, exist_ok=True)
+    extra = _flags(
+        **{
+            "evaluator.command": evaluator,
+            "task.editable": editable,
+            "task.description": description,
+        }
+    )
+    if extra or set_:
+        try:
+            config = load_config(None, set_ or [], extra)
+        except CambrianError as exc:
+            raise _fail(exc) from None
+        target.write_text(dump_toml(config))
+        out.print(f"wrote {target}")
+        return
+    scaffold = package_files("cambrian") / "scaffold"
+    for name in ("cambrian.toml", "solve.py", "evaluate.py"):
+        if not (directory / name).exists():
+            (directory / name).write_text(scaffold.joinpath(name).read_text())
+    if not (directory / ".gitignore").exists():
+        (directory / ".gitignore").write_text(scaffold.joinpath("gitignore").read_text())
+    out.print(f"created a task in {directory}; evolve it with: cambrian run {directory}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

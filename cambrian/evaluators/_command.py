@@ -1,0 +1,92 @@
+"""Run the evaluator command on one candidate inside a sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from cambrian.config import EvaluatorConfig
+from cambrian.evaluators._result import ResultError, find_result_text, parse_result, to_evaluation
+from cambrian.types import EvalStatus, Evaluation, Limits, RunResult, Sandbox
+
+RESULT_FILE = ".cambrian-result.json"
+TAIL_CHARS = 4000
+
+
+def _digest(workdir: Path, paths: Sequence[str]) -> dict[str, str]:
+    """Hash each existing protected file, so tampering can be detected afterwards."""
+    digests = {}
+    for rel in paths:
+        path = workdir / rel
+        if path.is_file() and not path.is_symlink():
+            digests[rel] = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    return digests
+
+
+def _tail(run: RunResult) -> str:
+    """The last ``TAIL_CHARS`` of stdout and stderr together."""
+    text = run.stdout
+    if run.stderr.strip():
+        text = f"{text}\n[stderr]\n{run.stderr}" if text.strip() else run.stderr
+    return text[-TAIL_CHARS:]
+
+
+class CommandEvaluator:
+    """Runs ``config.command`` in a candidate's work dir and reads its result.
+
+    The evaluator never imports candidate code: it is a process contract. Protected
+    files (the evaluator's own) are mounted read-only where the sandbox can, and checked
+    for tampering afterwards everywhere.
+
+    Args:
+        config: The ``[evaluator]`` section.
+        sandbox: Where the command runs.
+        limits: Resource limits for each run.
+    """
+
+    def __init__(self, config: EvaluatorConfig, sandbox: Sandbox, limits: Limits) -> None:
+        self._config = config
+        self._sandbox = sandbox
+        self._limits = limits
+
+    def evaluate(self, workdir: Path, protected: Sequence[str] = ()) -> Evaluation:
+        """Evaluate the candidate checked out in ``workdir``; failures come back as data."""
+        result_path = workdir / RESULT_FILE
+        result_path.unlink(missing_ok=True)
+        before = _digest(workdir, protected)
+        run = self._sandbox.run(
+            self._config.command,
+            workdir=workdir,
+            limits=self._limits,
+            env={"CAMBRIAN_RESULT": str(result_path), "CAMBRIAN_WORKDIR": str(workdir)},
+            readonly=tuple(protected),
+        )
+        tail = _tail(run)
+        failure = self._failure(run, before, _digest(workdir, protected))
+        if failure is not None:
+            status, reason = failure
+            return Evaluation(status, duration_s=run.duration_s, reason=reason, output_tail=tail)
+        try:
+            file_text = result_path.read_text(errors="replace") if result_path.is_file() else None
+            parsed = parse_result(find_result_text(file_text, run.stdout))
+        except ResultError as exc:
+            return Evaluation(
+                EvalStatus.ERROR, duration_s=run.duration_s, reason=str(exc), output_tail=tail
+            )
+        return to_evaluation(parsed, duration_s=run.duration_s, output_tail=tail)
+
+    def _failure(
+        self, run: RunResult, before: dict[str, str], after: dict[str, str]
+    ) -> tuple[EvalStatus, str] | None:
+        """Classify a failed run, or None when the command succeeded."""
+        if run.timed_out:
+            return EvalStatus.TIMEOUT, f"timeout: killed after {self._limits.timeout_s:g}s"
+        if run.oom_killed:
+            return EvalStatus.OOM, f"oom: out of memory (limit {self._limits.memory_mb} MB)"
+        changed = sorted(p for p in before if after.get(p) != before[p])
+        if changed:
+            return EvalStatus.ERROR, f"candidate modified evaluator file {changed[0]}"
+        if run.returncode != 0:
+            return EvalStatus.ERROR, f"evaluator exited with code {run.returncode}"
+        return None

@@ -1,0 +1,53 @@
+"""LLM access: the litellm client, a scripted OpenAI-compatible server, the offline demo model.
+
+Names are loaded on first use, so ``import cambrian.llm`` stays fast and
+``python -m cambrian.llm._scripted`` does not find its module imported twice.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cambrian.llm._client import LiteLLMClient, default_model_from_env, get_llm
+    from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer
+    from cambrian.llm._responders import Fault, mutate_numbers, replay
+    from cambrian.llm._scripted import ScriptedLLMServer
+
+__all__ = [
+    "OFFLINE_NOTICE",
+    "Fault",
+    "LiteLLMClient",
+    "OfflineModelServer",
+    "ScriptedLLMServer",
+    "default_model_from_env",
+    "get_llm",
+    "mutate_numbers",
+    "replay",
+]
+
+_MODULES = {
+    "LiteLLMClient": "_client",
+    "default_model_from_env": "_client",
+    "get_llm": "_client",
+    "OFFLINE_NOTICE": "_offline",
+    "OfflineModelServer": "_offline",
+    "Fault": "_responders",
+    "mutate_numbers": "_responders",
+    "replay": "_responders",
+    "ScriptedLLMServer": "_scripted",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,276 @@
+"""The litellm-backed chat client: hard deadline, retries with backoff, token and cost accounting.
+
+litellm is imported on the first call, not on import: it takes seconds to load, and its
+cost map must come from the installed package (``LITELLM_LOCAL_MODEL_COST_MAP``) so that
+nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from cambrian.config import LLMConfig
+from cambrian.errors import LLMError
+from cambrian.types import LLM, Completion
+
+_BACKOFF_CAP_S = 20.0
+_RETRY_AFTER_CAP_S = 60.0
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# Checked in order; the first key present in the environment picks the default model.
+_PROVIDER_DEFAULTS = (
+    ("OPENAI_API_KEY", "openai/gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-haiku-4-5"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.5-flash"),
+    ("DEEPSEEK_API_KEY", "deepseek/deepseek-chat"),
+    ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
+    ("OPENROUTER_API_KEY", "openrouter/openai/gpt-4o-mini"),
+)
+_FIXES = {
+    401: "check the API key {key}",
+    403: "the API key {key} may not use this model",
+    404: "check llm.model (a litellm name such as openai/gpt-4o-mini) and llm.api_base",
+    400: "the endpoint rejected the request; check llm.model, llm.max_tokens and llm.api_base",
+}
+
+
+def default_model_from_env(environ: Mapping[str, str]) -> str | None:
+    """A provider's default model when its API key is in ``environ``.
+
+    Args:
+        environ: Environment variables, usually ``os.environ``.
+
+    Returns:
+        A litellm model name (``OPENAI_API_KEY`` -> ``openai/gpt-4o-mini``,
+        ``ANTHROPIC_API_KEY`` -> ``anthropic/claude-haiku-4-5``, ``GEMINI_API_KEY`` ->
+        ``gemini/gemini-2.5-flash``, ...), or None when no known key is set.
+    """
+    for key, model in _PROVIDER_DEFAULTS:
+        if environ.get(key, "").strip():
+            return model
+    return None
+
+
+def get_llm(config: LLMConfig) -> LLM:
+    """Build the client for ``config`` (whose ``model`` must already be resolved).
+
+    Args:
+        config: The ``[llm]`` section.
+
+    Returns:
+        An object implementing the ``LLM`` Protocol.
+
+    Raises:
+        ValueError: If ``config.model`` is None.
+    """
+    return LiteLLMClient(config)
+
+
+class LiteLLMClient:
+    """A chat model reached through litellm (any provider or OpenAI-compatible server).
+
+    Every attempt runs under a hard deadline of ``config.timeout_s``. Rate limits (429),
+    server errors (5xx), connection errors and timeouts are retried up to
+    ``config.retries`` times with exponential backoff and jitter, honouring
+    ``Retry-After``. Authentication, not-found and bad-request errors fail at once.
+
+    Args:
+        config: The ``[llm]`` section; ``model`` must be set.
+        backoff_s: Base of the exponential backoff (tests make it small).
+
+    Raises:
+        ValueError: If ``config.model`` is None or ``backoff_s`` is negative.
+    """
+
+    def __init__(self, config: LLMConfig, *, backoff_s: float = 0.5) -> None:
+        if config.model is None:
+            raise ValueError("config.model is None: resolve the model before building a client")
+        if backoff_s < 0:
+            raise ValueError(f"backoff_s must be >= 0, got {backoff_s}")
+        self.name: str = config.model
+        self._config = config
+        self._backoff_s = backoff_s
+        self._rng = random.Random()
+        self._litellm: ModuleType | None = None
+
+    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+        """Return the model's reply to ``messages``.
+
+        Args:
+            messages: OpenAI chat messages (``role`` and ``content``).
+
+        Returns:
+            The reply with token counts, cost (0.0 when pricing is unknown) and latency.
+
+        Raises:
+            LLMError: On a non-retryable error, or when retries are exhausted.
+        """
+        litellm = await self._load()
+        import openai  # loaded by litellm already; the base of every error it raises
+
+        kwargs = self._request(messages)
+        start = time.perf_counter()
+        for attempt in range(self._config.retries + 1):
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(**kwargs), timeout=self._config.timeout_s
+                )
+            except (openai.OpenAIError, TimeoutError) as exc:
+                status = _status(exc)
+                if not _retryable(exc, status):
+                    raise LLMError(self._fatal_message(exc, status)) from exc
+                if attempt == self._config.retries:
+                    raise LLMError(self._exhausted_message(exc, status)) from exc
+                await asyncio.sleep(self._delay(attempt, exc))
+                continue
+            return self._completion(litellm, response, time.perf_counter() - start)
+        raise AssertionError("unreachable")
+
+    async def _load(self) -> ModuleType:
+        """Import litellm once, in a thread so the event loop keeps running."""
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(_import_litellm)
+        return self._litellm
+
+    def _request(self, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+        """Keyword arguments for ``litellm.acompletion``."""
+        config = self._config
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "messages": [dict(message) for message in messages],
+            "temperature": config.temperature,
+            "max_tokens": config.max_tokens,
+            "timeout": config.timeout_s,
+            "num_retries": 0,
+            "max_retries": 0,
+            "drop_params": True,
+        }
+        if config.api_base:
+            kwargs["api_base"] = config.api_base
+        api_key = self._api_key()
+        if api_key:
+            kwargs["api_key"] = api_key
+        return kwargs
+
+    def _api_key(self) -> str | None:
+        """The explicit key, a dummy for keyless OpenAI-compatible servers, or None."""
+        env_name = self._config.api_key_env
+        if env_name:
+            value = os.environ.get(env_name, "").strip()
+            if not value:
+                raise LLMError(
+                    f"llm.api_key_env names {env_name}, but it is not set: "
+                    f"export {env_name}=... or unset llm.api_key_env"
+                )
+            return value
+        provider = self.name.split("/", 1)[0].upper().replace("-", "_")
+        if self._config.api_base and not os.environ.get(f"{provider}_API_KEY"):
+            return "sk-none"
+        return None
+
+    def _delay(self, attempt: int, exc: BaseException) -> float:
+        """Seconds to wait before retry ``attempt + 1``: Retry-After, else backoff + jitter."""
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            return min(retry_after, _RETRY_AFTER_CAP_S)
+        ceiling = min(_BACKOFF_CAP_S, self._backoff_s * 2**attempt)
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    def _where(self) -> str:
+        """The model and endpoint, for error messages."""
+        return f"model {self.name} at {self._config.api_base or 'the provider default endpoint'}"
+
+    def _fatal_message(self, exc: BaseException, status: int | None) -> str:
+        """One line for a non-retryable error, with how to fix it."""
+        provider = self.name.split("/", 1)[0].upper()
+        env = self._config.api_key_env
+        key = f"in ${env}" if env else f"(${provider}_API_KEY, or name it in llm.api_key_env)"
+        fix = _FIXES.get(status or 0, "check llm.model and llm.api_base").format(key=key)
+        code = f" ({status})" if status else ""
+        return f"LLM call failed{code} for {self._where()}: {_one_line(exc)}; {fix}"
+
+    def _exhausted_message(self, exc: BaseException, status: int | None) -> str:
+        """One line for an error that outlived every retry."""
+        what = "timed out" if isinstance(exc, TimeoutError) else f"failed ({status or 'no status'})"
+        return (
+            f"LLM call {what} for {self._where()} after {self._config.retries + 1} attempt(s): "
+            f"{_one_line(exc)}; check that the endpoint is up, or raise llm.timeout_s/llm.retries"
+        )
+
+    def _completion(self, litellm: ModuleType, response: Any, latency_s: float) -> Completion:
+        """Turn a litellm response into a ``Completion``."""
+        choices = response.choices or []
+        text = (choices[0].message.content if choices else None) or ""
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        return Completion(
+            text=text,
+            model=self.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=_cost(litellm.model_cost, self.name, prompt_tokens, completion_tokens),
+            latency_s=latency_s,
+        )
+
+
+def _import_litellm() -> ModuleType:
+    """Import litellm with the local cost map and without its debug banners."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status an error carries, if any."""
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retryable(exc: BaseException, status: int | None) -> bool:
+    """Whether retrying may help: 429/5xx, connection errors and timeouts."""
+    import openai  # already loaded by litellm
+
+    # APIConnectionError covers litellm's Timeout and openai's APITimeoutError.
+    if isinstance(exc, TimeoutError | openai.APIConnectionError):
+        return True
+    return status is not None and (status in _RETRYABLE_STATUS or status >= 500)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from the error's ``Retry-After`` header, if it carries one."""
+    headers: Any = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
+    response = getattr(exc, "response", None)
+    if not headers and response is not None:
+        headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _cost(cost_map: Mapping[str, Any], model: str, prompt_tokens: int, completion: int) -> float:
+    """Dollar cost from litellm's local price map; 0.0 for models it does not price."""
+    bare = model.split("/", 1)[1] if "/" in model else model
+    prices = cost_map.get(model) or cost_map.get(bare)
+    if not isinstance(prices, Mapping):
+        return 0.0
+    prompt_price = prices.get("input_cost_per_token") or 0.0
+    completion_price = prices.get("output_cost_per_token") or 0.0
+    return float(prompt_tokens * prompt_price + completion * completion_price)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The error's message on one line, shortened."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

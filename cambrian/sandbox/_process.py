@@ -1,0 +1,317 @@
+"""``ProcessSandbox``: candidate code as a local process, under bubblewrap or rlimits only.
+
+Every run gets its own session and process group, a scrubbed environment, rlimits, a
+wall-clock kill of the whole group, a sweep for token-marked strays, and bounded output
+capture. With bubblewrap it also gets a read-only system, a private /tmp, hidden home
+directories, no network and a pid namespace. Without it ("rlimits" isolation) there is
+NO filesystem or network isolation: protected files are only chmod-ed read-only.
+
+``oom_killed`` is best effort: it is set when the command died of SIGKILL (or exited with
+status 137) that neither the wall-clock nor the CPU-time limit explains, or when its
+stderr tail mentions ``MemoryError``, ``std::bad_alloc`` or ``Cannot allocate memory``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from cambrian.config import SandboxConfig
+from cambrian.errors import SandboxError
+from cambrian.sandbox._bwrap import bwrap_argv, find_bwrap, probe
+from cambrian.sandbox._capture import OutputTail, pump
+from cambrian.sandbox._env import new_token, sandbox_env
+from cambrian.sandbox._limits import SHELL, rlimit_values, running_as_root, with_rlimits
+from cambrian.sandbox._protect import make_readonly, resolve_readonly, restore_modes
+from cambrian.sandbox._reap import kill_group, pid_snapshot, sweep
+from cambrian.types import Limits, RunResult
+
+ISOLATIONS = ("auto", "bwrap", "rlimits")
+_DRAIN_GRACE_S = 0.5
+_POLL_SLICE_S = 0.005
+_OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
+# A shell (or bwrap) reports a child killed by signal N as exit status 128 + N.
+_SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
+_SIGXCPU = (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+
+
+class ProcessSandbox:
+    """Runs commands as local processes, isolated by bubblewrap when it works here.
+
+    Args:
+        config: The ``[sandbox]`` config section (used by ``describe``; per-run limits
+            come from the ``Limits`` given to ``run``).
+        run_id: The evolution run's id, used to name temporary directories.
+        isolation: ``"auto"`` (bubblewrap if installed and working, else rlimits),
+            ``"bwrap"`` (fail with ``SandboxError`` if unusable) or ``"rlimits"``.
+
+    Raises:
+        ValueError: ``isolation`` is not one of the three names.
+        SandboxError: ``isolation="bwrap"`` and bwrap is not installed.
+    """
+
+    name = "process"
+
+    def __init__(self, config: SandboxConfig, *, run_id: str = "", isolation: str = "auto"):
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}; got {isolation!r}")
+        self.config = config
+        self.run_id = run_id
+        self._requested = isolation
+        self._bwrap = find_bwrap() if isolation != "rlimits" else None
+        if isolation == "bwrap" and self._bwrap is None:
+            raise SandboxError(
+                "isolation 'bwrap' requested but bwrap is not installed: "
+                "install bubblewrap or use isolation 'rlimits'"
+            )
+        self._mode: str | None = "rlimits" if isolation == "rlimits" else None
+        self._lock = threading.Lock()
+        self._live: dict[int, str] = {}
+        self._closed = False
+
+    @property
+    def isolation(self) -> str:
+        """``"bwrap"`` or ``"rlimits"``: the isolation in use (probes bwrap on first use)."""
+        if self._mode is None:
+            reason = probe(self._bwrap) if self._bwrap else "bwrap is not installed"
+            if reason is not None and self._requested == "bwrap":
+                raise SandboxError(f"isolation 'bwrap' is unusable here: {reason}")
+            self._mode = "bwrap" if reason is None else "rlimits"
+        return self._mode
+
+    def run(
+        self,
+        command: str,
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        readonly: Sequence[str] = (),
+    ) -> RunResult:
+        """Run ``command`` through ``/bin/sh -c`` in ``workdir`` under ``limits``.
+
+        Args:
+            command: A shell line.
+            workdir: Existing directory; the command's cwd and ``$HOME``.
+            limits: Wall-clock, memory, pids, output and file-size limits, and network.
+            env: Variables added to the scrubbed allowlist.
+            readonly: Paths relative to ``workdir`` the command must not modify.
+
+        Returns:
+            The exit status, output tails and kill flags; a crash is a normal result.
+
+        Raises:
+            ValueError: Empty command, non-positive timeout, or a bad ``readonly`` entry.
+            SandboxError: The work dir is missing, bwrap is broken, or the sandbox is closed.
+        """
+        if not command.strip():
+            raise ValueError("command must be a non-empty shell line")
+        if not limits.timeout_s > 0:
+            raise ValueError(f"limits.timeout_s must be positive, got {limits.timeout_s!r}")
+        if self._closed:
+            raise SandboxError("this process sandbox is closed; create a new one")
+        root = os.path.realpath(workdir)
+        if not os.path.isdir(root):
+            raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
+        protected = resolve_readonly(Path(root), readonly)
+        if self.isolation == "bwrap":
+            return self._run_bwrap(command, root, limits, env, protected)
+        return self._run_rlimits(command, root, limits, env, protected)
+
+    def _run_bwrap(
+        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+    ) -> RunResult:
+        """Run under bubblewrap: private /tmp, protected paths bound read-only."""
+        token = new_token()
+        full_env = sandbox_env(home=root, tmpdir="/tmp", token=token, extra=env)
+        argv = bwrap_argv(
+            self._bwrap or "bwrap",
+            workdir=root,
+            readonly=ro,
+            env=full_env,
+            network=limits.network,
+            argv=[SHELL, "-c", with_rlimits(command, limits)],
+        )
+        return self._execute(argv, root, full_env, token, limits)
+
+    def _run_rlimits(
+        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+    ) -> RunResult:
+        """Run with rlimits only: a fresh TMPDIR, protected paths chmod-ed read-only."""
+        token = new_token()
+        try:
+            tmpdir = tempfile.mkdtemp(prefix=f"cambrian-{self.run_id or 'sbx'}-")
+        except OSError as exc:
+            raise SandboxError(f"cannot create a temporary directory: {exc}") from exc
+        saved: dict[str, int] = {}
+        try:
+            full_env = sandbox_env(home=root, tmpdir=tmpdir, token=token, extra=env)
+            saved = make_readonly(ro)
+            argv = [SHELL, "-c", with_rlimits(command, limits)]
+            return self._execute(argv, root, full_env, token, limits)
+        finally:
+            restore_modes(saved)
+            _remove_tree(tmpdir)
+
+    def _execute(
+        self, argv: list[str], root: str, env: dict[str, str], token: str, limits: Limits
+    ) -> RunResult:
+        """Start ``argv`` in a new session, supervise it and classify how it ended."""
+        before = pid_snapshot()
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
+        with self._lock:
+            self._live[proc.pid] = token
+        try:
+            tails = {proc.stdout.fileno(): OutputTail(limits.output_bytes)}
+            tails[proc.stderr.fileno()] = OutputTail(limits.output_bytes)
+            exited, cpu_s = _supervise(proc, tails, start + limits.timeout_s, token, before)
+        finally:
+            if proc.returncode is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
+                kill_group(proc.pid)
+                proc.wait()
+                sweep(token, skip=before)
+            with self._lock:
+                self._live.pop(proc.pid, None)
+            proc.stdout.close()
+            proc.stderr.close()
+        out, err = (tail.text() for tail in tails.values())
+        return self._result(proc.returncode, out, err, exited, cpu_s, limits, start)
+
+    def _result(
+        self,
+        rc: int | None,
+        out: str,
+        err: str,
+        exited: bool,
+        cpu_s: float,
+        limits: Limits,
+        start: float,
+    ) -> RunResult:
+        """Build the ``RunResult``, telling timeouts, CPU exhaustion and OOM kills apart."""
+        cpu_limit = rlimit_values(limits)["-t"]
+        cpu_out = rc in _SIGXCPU or (rc in _SIGKILLED and cpu_s >= cpu_limit - 1)
+        timed_out = not exited or cpu_out
+        oom = not timed_out and not self._closed
+        oom = oom and (rc in _SIGKILLED or any(m in err for m in _OOM_MARKERS))
+        duration = time.monotonic() - start
+        return RunResult(rc, out, err, timed_out=timed_out, oom_killed=oom, duration_s=duration)
+
+    def describe(self) -> str:
+        """One line naming the isolation this backend gives (probes bwrap on first use)."""
+        cfg = self.config
+        mem = f"mem={cfg.memory_mb}MB" if cfg.memory_mb else "mem=unlimited"
+        pids = f"pids={cfg.pids}" if cfg.pids else "pids=unlimited"
+        if cfg.pids and running_as_root():
+            pids = "pids not enforced (running as root)"
+        rlimits = f"rlimits {mem} fsize={cfg.file_size_mb}MB cpu=timeout+1s core=0, {pids}"
+        if self.isolation == "bwrap":
+            net = "network shared" if cfg.network else "no network"
+            return (
+                f"process sandbox (bubblewrap): {net}, read-only system, private /tmp, "
+                f"home and /run hidden, pid namespace, no capabilities; {rlimits}"
+            )
+        chmod = "chmod only, ignored by root" if running_as_root() else "chmod only"
+        return (
+            "process sandbox (rlimits only): NO filesystem or network isolation; "
+            f"protected files read-only by {chmod}; {rlimits}"
+        )
+
+    def close(self) -> None:
+        """Kill everything still running from this sandbox. Idempotent."""
+        with self._lock:
+            self._closed = True
+            live = dict(self._live)
+        for pgid, token in live.items():
+            kill_group(pgid)
+            sweep(token)
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    tails: dict[int, OutputTail],
+    deadline: float,
+    token: str,
+    before: frozenset[int],
+) -> tuple[bool, float]:
+    """Drain output until exit or deadline, kill the group and strays, reap the leader.
+
+    Returns:
+        Whether the leader exited on its own before the deadline, and its CPU seconds.
+    """
+    for fd in tails:
+        os.set_blocking(fd, False)
+    open_fds = set(tails)
+    exited = _wait_exit(proc.pid, tails, open_fds, deadline)
+    # The unreaped leader still holds the group id, so this cannot hit a recycled group.
+    kill_group(proc.pid)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        raise SandboxError(
+            f"sandboxed process {proc.pid} was reaped by someone else (a waitpid(-1) elsewhere)"
+        ) from None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    sweep(token, skip=before)
+    pump(tails, deadline=time.monotonic() + _DRAIN_GRACE_S, open_fds=open_fds)
+    return exited, usage.ru_utime + usage.ru_stime
+
+
+def _wait_exit(pid: int, tails: dict[int, OutputTail], open_fds: set[int], deadline: float) -> bool:
+    """Drain output until process ``pid`` exits (True) or the deadline passes (False)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            return pump(tails, deadline=deadline, wake_fd=pidfd, open_fds=open_fds)
+        finally:
+            os.close(pidfd)
+    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if not open_fds:
+            time.sleep(min(_POLL_SLICE_S, deadline - now))
+        pump(tails, deadline=min(deadline, time.monotonic() + _POLL_SLICE_S), open_fds=open_fds)
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a run's temporary directory, re-adding write bits the candidate removed."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    _chmod_quietly(path)
+    for parent, dirs, _files in os.walk(path):
+        for name in dirs:  # top-down: fixed before os.walk descends into it
+            _chmod_quietly(os.path.join(parent, name))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _chmod_quietly(path: str) -> None:
+    """Give a directory back its owner permissions; never follows a symlink."""
+    try:
+        if not os.path.islink(path):
+            os.chmod(path, 0o700)
+    except OSError:
+        pass

@@ -1,0 +1,32 @@
+"""Evaluator for demo_max: the score is value(), which must be a number <= 1000."""
+
+import json
+import math
+import subprocess
+import sys
+
+RUNNER = "import json, value; print(json.dumps(value.value()))"
+
+run = subprocess.run([sys.executable, "-c", RUNNER], capture_output=True, text=True, timeout=10)
+if run.returncode != 0:
+    print(run.stderr[-2000:], file=sys.stderr)
+    sys.exit(1)
+try:
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+except (ValueError, IndexError):
+    result = None
+if isinstance(result, bool) or not isinstance(result, int | float) or not math.isfinite(result):
+    score, feedback = 0.0, f"value() must return a number, got {run.stdout.strip()[:80]!r}"
+elif result > 1000:
+    score, feedback = 0.0, f"value() returned {result}, which is above the limit of 1000"
+else:
+    score, feedback = float(result), f"value() returned {result}; the limit is 1000"
+print(
+    json.dumps(
+        {
+            "score": score,
+            "metrics": {"value": result if score else None},
+            "artifacts": {"feedback": feedback},
+        }
+    )
+)

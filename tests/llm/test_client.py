@@ -1,0 +1,146 @@
+"""LiteLLMClient against a real OpenAI-compatible HTTP server on loopback (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from cambrian.config import LLMConfig
+from cambrian.errors import LLMError
+from cambrian.llm import (
+    Fault,
+    LiteLLMClient,
+    ScriptedLLMServer,
+    default_model_from_env,
+    get_llm,
+    replay,
+)
+
+MESSAGES = [
+    {"role": "system", "content": "You edit code."},
+    {"role": "user", "content": "make it faster please"},
+]
+
+
+def _complete(server: ScriptedLLMServer, model: str = "openai/scripted", **config):
+    settings = {"retries": 3, "timeout_s": 10.0} | config
+    client = LiteLLMClient(LLMConfig(model=model, api_base=server.url, **settings), backoff_s=0.01)
+    return asyncio.run(client.complete(MESSAGES))
+
+
+def test_success_reports_text_usage_and_latency():
+    with ScriptedLLMServer(replay(["here is my answer"])) as server:
+        completion = _complete(server)
+        assert server.requests == 1
+    assert completion.text == "here is my answer"
+    assert completion.model == "openai/scripted"
+    assert completion.prompt_tokens == 7
+    assert completion.completion_tokens == 4
+    assert completion.latency_s > 0
+    assert completion.cost_usd == 0.0  # unknown pricing never raises
+
+
+def test_known_model_is_priced_from_the_local_cost_map():
+    with ScriptedLLMServer(replay(["one two three"])) as server:
+        completion = _complete(server, model="openai/gpt-4o-mini")
+    assert completion.cost_usd > 0
+
+
+def test_server_errors_are_retried_until_success():
+    with ScriptedLLMServer(replay([Fault(500), Fault(503), "finally"])) as server:
+        completion = _complete(server)
+        assert server.requests == 3
+    assert completion.text == "finally"
+
+
+def test_rate_limit_honours_retry_after():
+    with ScriptedLLMServer(replay([Fault(429, "slow down", retry_after=0.4), "ok"])) as server:
+        start = time.perf_counter()
+        completion = _complete(server)
+        elapsed = time.perf_counter() - start
+        assert server.requests == 2
+    assert completion.text == "ok"
+    assert elapsed >= 0.4  # backoff_s is 0.01, so only Retry-After explains the wait
+
+
+def test_hang_past_the_deadline_fails_quickly():
+    with ScriptedLLMServer(replay([Fault(200, "too late", delay_s=8)])) as server:
+        start = time.perf_counter()
+        with pytest.raises(LLMError, match="timed out"):
+            _complete(server, timeout_s=1, retries=0)
+        assert time.perf_counter() - start < 3
+
+
+def test_dropped_connection_is_retried():
+    with ScriptedLLMServer(replay([Fault(drop=True), "after the drop"])) as server:
+        completion = _complete(server)
+        assert server.requests == 2
+    assert completion.text == "after the drop"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_fail_at_once_without_retries(status):
+    with ScriptedLLMServer(replay([Fault(status, "nope")])) as server:
+        with pytest.raises(LLMError) as caught:
+            _complete(server, retries=4)
+        assert server.requests == 1
+        url = server.url
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"({status})" in message and "openai/scripted" in message and url in message
+
+
+def test_exhausted_retries_raise_one_line_error():
+    with ScriptedLLMServer(replay([Fault(500, "boom")])) as server:
+        with pytest.raises(LLMError, match="after 3 attempt") as caught:
+            _complete(server, retries=2)
+        assert server.requests == 3
+    assert "\n" not in str(caught.value)
+
+
+def test_unreachable_port_raises_llm_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but never listening: connection refused
+        config = LLMConfig(model="openai/x", api_base=f"http://127.0.0.1:{port}/v1", retries=1)
+        client = LiteLLMClient(config, backoff_s=0.01)
+        with pytest.raises(LLMError, match=f"127.0.0.1:{port}"):
+            asyncio.run(client.complete(MESSAGES))
+
+
+def test_missing_api_key_env_is_reported(monkeypatch):
+    monkeypatch.delenv("CAMBRIAN_TEST_NO_SUCH_KEY", raising=False)
+    with ScriptedLLMServer(replay(["x"])) as server:
+        with pytest.raises(LLMError, match="CAMBRIAN_TEST_NO_SUCH_KEY"):
+            _complete(server, api_key_env="CAMBRIAN_TEST_NO_SUCH_KEY")
+        assert server.requests == 0
+
+
+def test_concurrent_calls_share_one_client():
+    async def run_many(client):
+        return await asyncio.gather(*(client.complete(MESSAGES) for _ in range(20)))
+
+    with ScriptedLLMServer(replay(["a", "b"])) as server:
+        client = get_llm(LLMConfig(model="openai/scripted", api_base=server.url))
+        completions = asyncio.run(run_many(client))
+        assert server.requests == 20
+    assert sorted({c.text for c in completions}) == ["a", "b"]
+
+
+def test_unresolved_model_is_misuse():
+    with pytest.raises(ValueError, match="model"):
+        LiteLLMClient(LLMConfig())
+    assert get_llm(LLMConfig(model="openai/gpt-4o-mini")).name == "openai/gpt-4o-mini"
+
+
+def test_default_model_from_env():
+    assert default_model_from_env({}) is None
+    assert default_model_from_env({"OPENAI_API_KEY": ""}) is None
+    assert default_model_from_env({"OPENAI_API_KEY": "sk-1"}) == "openai/gpt-4o-mini"
+    assert default_model_from_env({"ANTHROPIC_API_KEY": "k"}).startswith("anthropic/")
+    assert default_model_from_env({"GEMINI_API_KEY": "k"}).startswith("gemini/")
+    both = {"ANTHROPIC_API_KEY": "k", "OPENAI_API_KEY": "k"}
+    assert default_model_from_env(both) == "openai/gpt-4o-mini"

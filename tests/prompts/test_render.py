@@ -1,0 +1,202 @@
+import re
+
+import jinja2
+import pytest
+
+from cambrian.prompts import TEMPLATE_DIR, render
+
+SOLVE = "def solve(n):\n    return n\n"
+HELPER = "X = 1\n"
+
+
+def _context(**overrides):
+    ctx = {
+        "description": "Compute the sum fast.",
+        "direction": "maximize",
+        "files": [
+            {"path": "solve.py", "content": SOLVE, "lang": "python"},
+            {"path": "lib/helper.py", "content": HELPER, "lang": "python"},
+        ],
+        "single_file": False,
+        "evolve_blocks": False,
+        "parent": {
+            "id": "p1",
+            "ok": True,
+            "score": 0.123456789,
+            "metrics": {"valid": 1, "runtime_s": 0.5},
+            "feedback": "too slow on n=10**6",
+            "reason": "",
+            "output_tail": "",
+            "is_root": False,
+        },
+        "inspirations": [
+            {
+                "id": "i7",
+                "score": 0.9,
+                "metrics": {"valid": 1},
+                "files": [{"path": "solve.py", "content": "INSPIRED = 1\n", "lang": "python"}],
+            }
+        ],
+        "rejections": ["SEARCH text not found in solve.py: 'for i in range(n):'"],
+    }
+    ctx.update(overrides)
+    return ctx
+
+
+def _failed_parent():
+    return {
+        "id": "p2",
+        "ok": False,
+        "score": None,
+        "metrics": {},
+        "feedback": "",
+        "reason": "evaluator exited with status 1",
+        "output_tail": "Traceback (most recent call last):\nZeroDivisionError: division by zero\n",
+        "is_root": True,
+    }
+
+
+def _first_file_block(text):
+    """The parser the agent's tests use: the first ### File: block."""
+    match = re.search(r"^### File: ([^\n]+)\n```(\w*)\n(.*?)\n```$", text, re.S | re.M)
+    assert match, text
+    return match.group(1), match.group(2), match.group(3)
+
+
+def test_template_dir_holds_the_templates():
+    assert (TEMPLATE_DIR / "system.j2").is_file()
+    assert (TEMPLATE_DIR / "user.j2").is_file()
+
+
+@pytest.mark.parametrize("template", ["system.j2", "user.j2"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "description",
+        "direction",
+        "files",
+        "single_file",
+        "evolve_blocks",
+        "parent",
+        "inspirations",
+        "rejections",
+    ],
+)
+def test_missing_variable_raises(template, missing):
+    ctx = _context()
+    del ctx[missing]
+    used = render(template, **_context())
+    assert used
+    if template == "system.j2" and missing in {
+        "description",
+        "parent",
+        "inspirations",
+        "rejections",
+    }:
+        render(template, **ctx)  # the system prompt does not need these
+        return
+    with pytest.raises(jinja2.UndefinedError):
+        render(template, **ctx)
+
+
+def test_missing_nested_key_raises():
+    parent = dict(_context()["parent"])
+    del parent["feedback"]
+    with pytest.raises(jinja2.UndefinedError):
+        render("user.j2", **_context(parent=parent))
+
+
+def test_empty_template_name_is_misuse():
+    with pytest.raises(ValueError, match="template"):
+        render("")
+
+
+def test_file_block_contract_exact():
+    text = render("user.j2", **_context())
+    expected = f"### File: solve.py\n```python\n{SOLVE}\n```\n"
+    assert expected in text
+    assert f"### File: lib/helper.py\n```python\n{HELPER}\n```\n" in text
+    path, lang, content = _first_file_block(text)
+    assert (path, lang) == ("solve.py", "python")
+    assert content == SOLVE
+    assert text.count("### File:") == 2
+
+
+def test_file_block_with_empty_lang():
+    files = [{"path": "Makefile", "content": "all:\n\ttrue", "lang": ""}]
+    text = render("user.j2", **_context(files=files, single_file=True, inspirations=[]))
+    assert "### File: Makefile\n```\nall:\n\ttrue\n```\n" in text
+
+
+def test_inspirations_use_another_header():
+    text = render("user.j2", **_context())
+    lines = text.splitlines()
+    fence = lines.index("INSPIRED = 1") - 1
+    assert lines[fence] == "```python"
+    assert lines[fence - 1].startswith("#### Inspiration i7")
+    assert "solve.py" in lines[fence - 1]
+    assert [line for line in lines if line.startswith("### File:")] == [
+        "### File: solve.py",
+        "### File: lib/helper.py",
+    ]
+
+
+def test_ok_parent_shows_score_metrics_feedback_rejections():
+    text = render("user.j2", **_context())
+    assert "Compute the sum fast." in text
+    assert "0.123457" in text
+    assert "runtime_s=0.5" in text
+    assert "too slow on n=10**6" in text
+    assert "SEARCH text not found in solve.py: 'for i in range(n):'" in text
+    assert "REPAIR" not in text
+    assert "raise the score" in text
+
+
+def test_minimize_direction():
+    text = render("user.j2", **_context(direction="minimize"))
+    assert "lower the score" in text
+    assert "minimize" in render("system.j2", **_context(direction="minimize"))
+
+
+def test_failed_parent_asks_for_repair_with_reason_and_output():
+    text = render("user.j2", **_context(parent=_failed_parent(), inspirations=[], rejections=[]))
+    assert "REPAIR" in text
+    assert "evaluator exited with status 1" in text
+    assert (
+        "```\nTraceback (most recent call last):\nZeroDivisionError: division by zero\n```" in text
+    )
+    assert "raise the score" not in text
+    assert _first_file_block(text)[2] == SOLVE
+
+
+def test_empty_description_and_no_extras_render_compactly():
+    ctx = _context(description="", inspirations=[], rejections=[])
+    text = render("user.j2", **ctx)
+    assert "Inspiration" not in text
+    assert "## Task" not in text
+    assert "\n\n\n" not in text
+
+
+def test_system_prompt_explains_format():
+    text = render("system.j2", **_context())
+    assert "<<<<<<< SEARCH" in text and "=======" in text and ">>>>>>> REPLACE" in text
+    assert "solve.py\n<<<<<<< SEARCH" in text  # the path line comes first
+    assert "exactly" in text
+    assert "one sentence" in text
+    assert "whole new file" not in text  # several files: no full rewrite offered
+    assert "EVOLVE-BLOCK" not in text
+
+
+def test_system_prompt_single_file_and_evolve_blocks():
+    ctx = _context(single_file=True, evolve_blocks=True)
+    text = render("system.j2", **ctx)
+    assert "whole new file in one fenced code block" in text
+    assert "EVOLVE-BLOCK-START and EVOLVE-BLOCK-END" in text
+    assert "EVOLVE-BLOCK-START" in render("user.j2", **ctx)
+
+
+def test_prompts_are_compact():
+    # Small local models have ~8k tokens of context: the fixed text must stay small.
+    ctx = _context(files=[], inspirations=[], rejections=[], description="")
+    assert len(render("system.j2", **ctx)) < 1500
+    assert len(render("user.j2", **ctx)) < 800

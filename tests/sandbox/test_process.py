@@ -1,0 +1,218 @@
+"""ProcessSandbox specifics: isolation choice, rlimits, validation, factory, capture."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cambrian.config import SandboxConfig
+from cambrian.errors import ConfigError, SandboxError
+from cambrian.sandbox import ProcessSandbox, get_sandbox, make_limits
+from cambrian.sandbox._capture import OutputTail
+from cambrian.types import Limits
+
+CONFIG = SandboxConfig()
+IS_ROOT = os.geteuid() == 0
+
+
+def limits(timeout_s: float = 10.0, **kw) -> Limits:
+    return Limits(**{**make_limits(CONFIG, timeout_s).__dict__, **kw})
+
+
+def bwrap_sandbox(config: SandboxConfig = CONFIG) -> ProcessSandbox:
+    try:
+        box = ProcessSandbox(config, isolation="bwrap")
+        assert box.isolation == "bwrap"
+    except SandboxError as exc:
+        if os.environ.get("CAMBRIAN_REQUIRE_ENGINES") == "1":
+            pytest.fail(f"bwrap required by CAMBRIAN_REQUIRE_ENGINES=1 but unusable: {exc}")
+        pytest.skip(str(exc))
+    return box
+
+
+@pytest.fixture(params=["rlimits", "bwrap"])
+def sandbox(request):
+    box = ProcessSandbox(CONFIG, isolation="rlimits") if request.param == "rlimits" else None
+    box = box or bwrap_sandbox()
+    yield box
+    box.close()
+
+
+def test_isolation_names():
+    with pytest.raises(ValueError, match="isolation"):
+        ProcessSandbox(CONFIG, isolation="chroot")
+    assert ProcessSandbox(CONFIG, isolation="rlimits").isolation == "rlimits"
+    assert ProcessSandbox(CONFIG).isolation in ("bwrap", "rlimits")
+    assert ProcessSandbox(CONFIG).name == "process"
+
+
+def test_auto_picks_bwrap_when_it_works():
+    bwrap_sandbox()
+    assert ProcessSandbox(CONFIG, isolation="auto").isolation == "bwrap"
+
+
+def test_describe_names_the_isolation():
+    text = ProcessSandbox(CONFIG, isolation="rlimits").describe()
+    assert text.startswith("process sandbox (rlimits only): NO filesystem or network isolation")
+    assert "mem=2048MB" in text
+    text = bwrap_sandbox().describe()
+    assert text.startswith("process sandbox (bubblewrap): no network, read-only system")
+    assert "private /tmp" in text and "\n" not in text
+
+
+def test_rlimits_are_applied(sandbox, tmp_path):
+    command = "ulimit -v; ulimit -t; ulimit -f; ulimit -c"
+    result = sandbox.run(command, workdir=tmp_path, limits=limits(2.5, memory_mb=300))
+    assert result.stdout.split() == [str(300 * 1024), "4", str(256 * 2048), "0"]
+
+
+def test_own_session_and_process_group(sandbox, tmp_path):
+    command = "python -c 'import os; print(os.getsid(0), os.getpgid(0))'"
+    result = sandbox.run(command, workdir=tmp_path, limits=limits())
+    sid, _pgid = map(int, result.stdout.split())
+    assert sid != os.getsid(0)
+
+
+def test_sigkill_without_timeout_counts_as_oom(sandbox, tmp_path):
+    result = sandbox.run("kill -9 $$", workdir=tmp_path, limits=limits())
+    assert result.returncode in (-9, 137)
+    assert result.oom_killed and not result.timed_out
+
+
+def test_bad_arguments_raise_value_error(sandbox, tmp_path):
+    with pytest.raises(ValueError, match="command"):
+        sandbox.run("  ", workdir=tmp_path, limits=limits())
+    with pytest.raises(ValueError, match="readonly"):
+        sandbox.run("true", workdir=tmp_path, limits=limits(), readonly=["/etc/passwd"])
+    with pytest.raises(ValueError, match="readonly"):
+        sandbox.run("true", workdir=tmp_path, limits=limits(), readonly=["../x"])
+    with pytest.raises(ValueError, match="env"):
+        sandbox.run("true", workdir=tmp_path, limits=limits(), env={"A=B": "c"})
+    with pytest.raises(ValueError, match="timeout"):
+        sandbox.run("true", workdir=tmp_path, limits=limits(timeout_s=0))
+
+
+def test_token_cannot_be_overridden(sandbox, tmp_path):
+    env = {"CAMBRIAN_SANDBOX_TOKEN": "fixed"}
+    first = sandbox.run("echo $CAMBRIAN_SANDBOX_TOKEN", workdir=tmp_path, limits=limits(), env=env)
+    second = sandbox.run("echo $CAMBRIAN_SANDBOX_TOKEN", workdir=tmp_path, limits=limits())
+    assert first.stdout.strip() not in ("fixed", second.stdout.strip())
+
+
+def test_rlimits_mode_restores_modes_and_removes_tmpdir(tmp_path):
+    box = ProcessSandbox(CONFIG, isolation="rlimits")
+    (tmp_path / "keep.txt").write_text("k")
+    os.chmod(tmp_path / "keep.txt", 0o640)
+    command = "stat -c %a keep.txt; echo $TMPDIR; touch $TMPDIR/junk; chmod 500 $TMPDIR"
+    result = box.run(command, workdir=tmp_path, limits=limits(), readonly=["keep.txt"])
+    mode, tmpdir = result.stdout.split()
+    assert mode == "440"
+    assert oct(os.stat(tmp_path / "keep.txt").st_mode & 0o777) == "0o640"
+    assert tmpdir.startswith("/tmp/cambrian-") and not os.path.exists(tmpdir)
+
+
+def test_bwrap_hides_home_and_keeps_the_interpreter(tmp_path):
+    box = bwrap_sandbox()
+    home = Path.home()
+    planted = home / f".cambrian-test-{uuid.uuid4().hex}"
+    try:
+        planted.write_text("secret")
+    except OSError:
+        pytest.skip("home directory is not writable")
+    try:
+        command = f"cat {planted}; ls -A /run; python -c 'import json; print(json.dumps(1))'"
+        result = box.run(command, workdir=tmp_path, limits=limits())
+    finally:
+        planted.unlink()
+    assert "secret" not in result.stdout
+    assert "No such file" in result.stderr
+    assert result.stdout == "1\n"
+
+
+def test_bwrap_candidate_has_no_capabilities(tmp_path):
+    box = bwrap_sandbox()
+    result = box.run("grep -E '^Cap(Eff|Bnd)' /proc/self/status", workdir=tmp_path, limits=limits())
+    values = [line.split()[1] for line in result.stdout.splitlines()]
+    assert values == ["0000000000000000", "0000000000000000"], result.stdout
+
+
+def test_bwrap_network_true_shares_the_network(tmp_path):
+    box = bwrap_sandbox(SandboxConfig(network=True))
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('ok')"
+    try:
+        result = box.run(f'python -c "{code}"', workdir=tmp_path, limits=limits(network=True))
+    finally:
+        server.close()
+    assert result.stdout == "ok\n", result.stderr
+    assert "network shared" in box.describe()
+
+
+def test_close_kills_a_running_command(sandbox, tmp_path):
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(
+            sandbox.run("echo up; sleep 1000", workdir=tmp_path, limits=limits(60))
+        )
+    )
+    started = time.monotonic()
+    worker.start()
+    time.sleep(0.3)
+    sandbox.close()
+    worker.join(10)
+    assert results and time.monotonic() - started < 5
+    assert not results[0].timed_out and not results[0].oom_killed
+    assert results[0].stdout == "up\n"
+    with pytest.raises(SandboxError, match="closed"):
+        sandbox.run("true", workdir=tmp_path, limits=limits())
+
+
+def test_overhead_of_a_trivial_run_is_small(sandbox, tmp_path):
+    sandbox.run("true", workdir=tmp_path, limits=limits())
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        assert sandbox.run("true", workdir=tmp_path, limits=limits()).returncode == 0
+        times.append(time.perf_counter() - start)
+    assert statistics.median(times) < 0.1  # loose: shared CI machines; ~1.5 / ~6 ms here
+
+
+def test_get_sandbox_resolves_names():
+    assert isinstance(get_sandbox(CONFIG, run_id="r1"), ProcessSandbox)
+    dotted = SandboxConfig(backend="cambrian.sandbox._process.ProcessSandbox")
+    assert get_sandbox(dotted).run_id == ""
+    with pytest.raises(ConfigError, match="process"):
+        get_sandbox(SandboxConfig(backend="podman"))
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        get_sandbox(SandboxConfig(backend="cambrian.sandbox._nope.NopeSandbox"))
+
+
+def test_make_limits_maps_the_config():
+    config = SandboxConfig(memory_mb=512, pids=32, output_kb=8, file_size_mb=4, network=True)
+    got = make_limits(config, 7.5)
+    assert got == Limits(
+        timeout_s=7.5, memory_mb=512, pids=32, output_bytes=8192, file_size_mb=4, network=True
+    )
+    with pytest.raises(ValueError):
+        make_limits(config, 0)
+
+
+def test_output_tail_keeps_the_end():
+    tail = OutputTail(5)
+    for chunk in (b"abc", b"defgh", b"x" * 200_000, b"12345"):
+        tail.feed(chunk)
+    assert tail.text() == f"[... {200_013 - 5} bytes truncated ...]\n12345"
+    small = OutputTail(100)
+    small.feed("héllo".encode())
+    assert small.text() == "héllo"
+    cut = OutputTail(1)
+    cut.feed("é".encode())
+    assert cut.text() == "[... 1 bytes truncated ...]\n\ufffd"
