@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -27,22 +28,22 @@ TARGET_MS = 20.0
 
 def _task(root: Path) -> Path:
     task = root / "task"
-    task.mkdir()
+    task.mkdir(parents=True)
     for name in ("cambrian.toml", "solve.py", "evaluate.py"):
         shutil.copy(SCAFFOLD / name, task / name)
     return task
 
 
 def _measure(n: int, concurrency: tuple[int, int], url: str, root: Path) -> dict[str, float]:
-    task = _task(root / f"c{concurrency}")
-    run_dir = root / f"run-{concurrency}"
+    task = _task(root / f"c{concurrency[0]}x{concurrency[1]}")
+    run_dir = root / f"run-{concurrency[0]}x{concurrency[1]}"
     ctx = open_run(
         task,
         run_dir,
         extra={"llm": {"model": "openai/scripted", "api_base": url}},
         overrides=[
             f"run.iterations={n}",
-            f"evaluator.command={TRIVIAL!r}",
+            f"evaluator.command={json.dumps(TRIVIAL)}",
             f"run.proposal_concurrency={concurrency[0]}",
             f"run.eval_concurrency={concurrency[1]}",
             f"run.max_proposals={20 * n}",

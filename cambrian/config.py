@@ -82,6 +82,11 @@ class PromptConfig(_Section):
     top_k: int = Field(default=1, ge=0, description="How many of those are the best elites.")
     rejections: int = Field(default=3, ge=0, description="Recent rejection reasons shown.")
     feedback_chars: int = Field(default=2000, gt=0, description="Cap on evaluator feedback.")
+    templates: str = Field(
+        default="default",
+        description="Template set: default, compact (small local models), or a folder "
+        "(relative to the task folder) holding system.j2 and user.j2.",
+    )
 
 
 class FeatureBins(_Section):

@@ -366,7 +366,7 @@ def _closes(line: str, fence: str) -> bool:
 
 
 def _apply_rewrite(lines: list[str], files: Mapping[str, str], is_editable: _Check) -> EditResult:
-    """Replace whole files with fenced blocks: named ones, or the only file."""
+    """Replace whole files with fenced blocks: named ones, or the first block for the only file."""
     blocks, error = _fenced_blocks(lines, files)
     if error:
         return _reject(error, "rewrite")
@@ -376,9 +376,7 @@ def _apply_rewrite(lines: list[str], files: Mapping[str, str], is_editable: _Che
     if not named:
         if len(files) != 1:
             return _reject(_UNNAMED, "rewrite")
-        if len(blocks) > 1:
-            return _reject("several code blocks: put the whole new file in one block", "rewrite")
-        named = [(next(iter(files)), blocks[0][1])]
+        named = [(next(iter(files)), blocks[0][1])]  # several: the first is the new file
     if any(text.startswith(("--- ", "@@ ", "diff --git")) for _, text in named):
         return _reject("unified diffs are not supported: use SEARCH/REPLACE blocks", "rewrite")
     state = dict(files)

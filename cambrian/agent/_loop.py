@@ -12,7 +12,7 @@ from cambrian.agent._context import prompt_context
 from cambrian.agent._edits import apply_reply
 from cambrian.agent._setup import RunContext
 from cambrian.errors import LLMError, SandboxError
-from cambrian.prompts import render
+from cambrian.prompts import render_messages
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
 log = logging.getLogger("cambrian")
@@ -62,10 +62,7 @@ class Evolution:
         variables, files = prompt_context(
             archive, lineage, self.ctx.rules, self.ctx.config.prompt, parent, task
         )
-        messages = [
-            {"role": "system", "content": render("system.j2", **variables)},
-            {"role": "user", "content": render("user.j2", **variables)},
-        ]
+        messages = render_messages(self.ctx.templates, variables)
         completion = await self.ctx.llm.complete(messages)
         edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
         child = Program(
@@ -192,6 +189,10 @@ class Evolution:
         capped = self._proposals >= self.ctx.config.run.max_proposals
         return self._evaluated >= self._target or (capped and idle)
 
+    def _stopping(self) -> bool:
+        """No new proposal may start: the run is ending or has nothing left to do."""
+        return bool(self.stop_reason) or self._exhausted()
+
     def _has_room(self) -> bool:
         """Whether a proposer may start another LLM call."""
         in_flight = self._evaluated + self._pending + self._proposing
@@ -201,8 +202,8 @@ class Evolution:
     async def _propose_forever(self, worker: int) -> None:
         islands = self.ctx.config.archive.islands
         while True:
-            await self._wait(lambda: self._has_room() or self._exhausted())
-            if self._proposals >= self.ctx.config.run.max_proposals or self._exhausted():
+            await self._wait(lambda: self._has_room() or self._stopping())
+            if self._proposals >= self.ctx.config.run.max_proposals or self._stopping():
                 return
             self._proposals += 1
             self._proposing += 1

@@ -15,9 +15,10 @@ from typing import Any
 from cambrian.agent._files import FileRules
 from cambrian.archive import GitLineage, SqlArchive
 from cambrian.config import CambrianConfig, apply_override, build_config, load_config
-from cambrian.errors import ConfigError
+from cambrian.errors import CambrianError, ConfigError
 from cambrian.evaluators import CommandEvaluator
 from cambrian.llm import OFFLINE_NOTICE, OfflineModelServer, default_model_from_env, get_llm
+from cambrian.prompts import template_set
 from cambrian.sandbox import get_sandbox, make_limits
 from cambrian.types import LLM, Sandbox
 
@@ -43,6 +44,7 @@ class RunContext:
     llm: LLM
     rules: FileRules
     protected: list[str]
+    templates: Path
     resumed: bool
     offline: OfflineModelServer | None = None
 
@@ -154,6 +156,8 @@ def open_run(
 ) -> RunContext:
     """Create or resume a run and build its rooms.
 
+    A new run whose set-up fails (bad glob, no model) leaves no run folder behind.
+
     Args:
         task_dir: The task folder (ignored when ``run_dir`` holds a run to resume).
         run_dir: Where the run lives; an existing run there is resumed.
@@ -162,32 +166,54 @@ def open_run(
     """
     meta, data, config, run_dir, resumed = _prepare(task_dir, run_dir, extra or {}, list(overrides))
     config.check_runnable()
+    template_set(config.prompt.templates, Path(meta["task_dir"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=1))
     (run_dir / CONFIG_JSON).write_text(json.dumps(data, indent=1))
+    try:
+        ctx = _open_rooms(meta, config, run_dir, resumed)
+    except CambrianError:
+        if not resumed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     _mark_latest(run_dir)
+    return ctx
+
+
+def _open_rooms(
+    meta: dict[str, Any], config: CambrianConfig, run_dir: Path, resumed: bool
+) -> RunContext:
+    """Build lineage, archive, sandbox, evaluator and model for an opened run folder."""
     task = Path(meta["task_dir"])
     lineage = GitLineage(run_dir / "lineage.git")
     base = lineage.init_from(task)
-    url = archive_url(config, run_dir)
-    maximize = config.evaluator.direction == "maximize"
-    archive = SqlArchive(
-        config.archive, url=url, run_id=meta["run_id"], maximize=maximize, seed=config.run.seed
-    )
-    archive.open()
-    archive.ensure_run({**meta, "base_commit": base})
     rules = FileRules(config.task.editable, config.evaluator.protected)
     base_files = lineage.list_files(base)
     if not rules.editable_files(base_files):
-        archive.close()
+        lineage.close()
         raise ConfigError(
             f"task.editable {list(config.task.editable)} matches no file in {task}: "
             "check the globs (they are relative to the task folder)"
         )
+    archive = SqlArchive(
+        config.archive,
+        url=archive_url(config, run_dir),
+        run_id=meta["run_id"],
+        maximize=config.evaluator.direction == "maximize",
+        seed=config.run.seed,
+    )
+    archive.open()
+    archive.ensure_run({**meta, "base_commit": base})
     sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
-    limits = make_limits(config.sandbox, config.evaluator.timeout_s)
-    evaluator = CommandEvaluator(config.evaluator, sandbox, limits)
-    config, offline = _resolve_model(config)
+    evaluator = CommandEvaluator(
+        config.evaluator, sandbox, make_limits(config.sandbox, config.evaluator.timeout_s)
+    )
+    try:
+        config, offline = _resolve_model(config)
+    except CambrianError:
+        archive.close()
+        lineage.close()
+        raise
     shutil.rmtree(run_dir / "work", ignore_errors=True)
     return RunContext(
         run_id=meta["run_id"],
@@ -201,6 +227,7 @@ def open_run(
         llm=get_llm(config.llm),
         rules=rules,
         protected=rules.protected_files(base_files),
+        templates=template_set(config.prompt.templates, task),
         resumed=resumed,
         offline=offline,
     )

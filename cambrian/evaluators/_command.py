@@ -32,6 +32,15 @@ def _tail(run: RunResult) -> str:
     return text[-TAIL_CHARS:]
 
 
+def _last_line(run: RunResult) -> str:
+    """': <last non-empty line of stderr, else stdout>', capped, or '' when both are empty."""
+    for text in (run.stderr, run.stdout):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return f": {lines[-1][:160]}"
+    return ""
+
+
 class CommandEvaluator:
     """Runs ``config.command`` in a candidate's work dir and reads its result.
 
@@ -88,5 +97,5 @@ class CommandEvaluator:
         if changed:
             return EvalStatus.ERROR, f"candidate modified evaluator file {changed[0]}"
         if run.returncode != 0:
-            return EvalStatus.ERROR, f"evaluator exited with code {run.returncode}"
+            return EvalStatus.ERROR, f"evaluator exited with code {run.returncode}{_last_line(run)}"
         return None

@@ -196,7 +196,12 @@ class LiteLLMClient:
 
     def _exhausted_message(self, exc: BaseException, status: int | None) -> str:
         """One line for an error that outlived every retry."""
-        what = "timed out" if isinstance(exc, TimeoutError) else f"failed ({status or 'no status'})"
+        if isinstance(exc, TimeoutError):
+            what = "timed out"
+        elif _connection_error(exc):
+            what = "could not connect"
+        else:
+            what = f"failed ({status or 'no status'})"
         return (
             f"LLM call {what} for {self._where()} after {self._config.retries + 1} attempt(s): "
             f"{_one_line(exc)}; check that the endpoint is up, or raise llm.timeout_s/llm.retries"
@@ -232,6 +237,18 @@ def _status(exc: BaseException) -> int | None:
     """The HTTP status an error carries, if any."""
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """Whether the endpoint could not be reached at all (litellm reports these as 500)."""
+    import openai  # already loaded by litellm
+
+    cause = exc.__cause__ or exc.__context__
+    return (
+        isinstance(exc, openai.APIConnectionError)
+        or "Connection error" in str(exc)
+        or (cause is not None and isinstance(cause, openai.APIConnectionError | ConnectionError))
+    )
 
 
 def _retryable(exc: BaseException, status: int | None) -> bool:

@@ -1,5 +1,11 @@
-"""Prompt templates (``templates/*.j2``) and the one function that renders them."""
+"""Prompt templates (Jinja2 files) and the one function that renders them."""
 
-from cambrian.prompts._render import TEMPLATE_DIR, render
+from cambrian.prompts._render import (
+    BUILTIN_SETS,
+    TEMPLATE_DIR,
+    render,
+    render_messages,
+    template_set,
+)
 
-__all__ = ["TEMPLATE_DIR", "render"]
+__all__ = ["BUILTIN_SETS", "TEMPLATE_DIR", "render", "render_messages", "template_set"]

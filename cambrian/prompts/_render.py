@@ -1,4 +1,9 @@
-"""Render the Jinja2 prompt templates; a missing variable raises instead of vanishing."""
+"""Render the Jinja2 prompt templates; a missing variable raises instead of vanishing.
+
+Templates come in sets: a folder holding ``system.j2`` and ``user.j2``. The package
+ships ``default`` (for capable models) and ``compact`` (for small local models); a task
+may name its own folder instead.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from typing import Any
 
 import jinja2
 
+from cambrian.errors import ConfigError
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+BUILTIN_SETS = ("default", "compact")
+_FILES = ("system.j2", "user.j2")
 
 
 @cache
-def _environment() -> jinja2.Environment:
-    """The one template environment, built on first use."""
+def _environment(folder: Path) -> jinja2.Environment:
+    """One template environment per template folder, built on first use."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -24,11 +33,32 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render(template: str, **variables: Any) -> str:
-    """Render one template from ``TEMPLATE_DIR``.
+def template_set(spec: str, base: Path | None = None) -> Path:
+    """Resolve ``prompt.templates``: a built-in set name, or a folder (relative to ``base``).
+
+    Raises:
+        ConfigError: The folder lacks system.j2 or user.j2.
+    """
+    if spec in BUILTIN_SETS:
+        return TEMPLATE_DIR / spec
+    folder = Path(spec).expanduser()
+    if not folder.is_absolute() and base is not None:
+        folder = base / folder
+    missing = [name for name in _FILES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"prompt.templates {spec!r} is neither {' nor '.join(BUILTIN_SETS)} nor a folder "
+            f"holding {' and '.join(_FILES)} (missing {', '.join(missing)} in {folder})"
+        )
+    return folder.resolve()
+
+
+def render(template: str, /, templates: Path | None = None, **variables: Any) -> str:
+    """Render one template.
 
     Args:
-        template: File name inside ``TEMPLATE_DIR``, e.g. ``"user.j2"``.
+        template: File name inside the set, e.g. ``"user.j2"``.
+        templates: The set's folder (default: the built-in ``default`` set).
         **variables: The template's variables.
 
     Returns:
@@ -40,5 +70,14 @@ def render(template: str, **variables: Any) -> str:
         jinja2.UndefinedError: The template uses a variable that was not given.
     """
     if not template:
-        raise ValueError("template must name a file in cambrian/prompts/templates")
-    return _environment().get_template(template).render(**variables)
+        raise ValueError("template must name a file of the template set, e.g. 'user.j2'")
+    folder = templates or TEMPLATE_DIR / "default"
+    return _environment(folder).get_template(template).render(**variables)
+
+
+def render_messages(templates: Path, variables: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat messages of one proposal: the set's system and user templates."""
+    return [
+        {"role": "system", "content": render("system.j2", templates, **variables).strip()},
+        {"role": "user", "content": render("user.j2", templates, **variables).strip()},
+    ]

@@ -381,10 +381,10 @@ def test_rewrite_unnamed_block_with_several_files_rejected():
     assert result.error.startswith("several files are editable")
 
 
-def test_rewrite_several_unnamed_blocks_rejected():
+def test_rewrite_several_unnamed_blocks_takes_the_first():
     reply = "```python\nx = 1\n```\nand\n```python\ny = 2\n```\n"
     result = apply_reply(reply, {"solve.py": SOLVE}, _never)
-    assert result.error == "several code blocks: put the whole new file in one block"
+    assert result.ok and result.changes == {"solve.py": "x = 1\n"}
 
 
 def test_rewrite_unclosed_fence_rejected():

@@ -3,7 +3,8 @@ import re
 import jinja2
 import pytest
 
-from cambrian.prompts import TEMPLATE_DIR, render
+from cambrian.errors import ConfigError
+from cambrian.prompts import BUILTIN_SETS, TEMPLATE_DIR, render, render_messages, template_set
 
 SOLVE = "def solve(n):\n    return n\n"
 HELPER = "X = 1\n"
@@ -63,9 +64,48 @@ def _first_file_block(text):
     return match.group(1), match.group(2), match.group(3)
 
 
-def test_template_dir_holds_the_templates():
-    assert (TEMPLATE_DIR / "system.j2").is_file()
-    assert (TEMPLATE_DIR / "user.j2").is_file()
+@pytest.mark.parametrize("name", BUILTIN_SETS)
+def test_each_builtin_set_holds_both_templates(name):
+    assert template_set(name) == TEMPLATE_DIR / name
+    assert (TEMPLATE_DIR / name / "system.j2").is_file()
+    assert (TEMPLATE_DIR / name / "user.j2").is_file()
+
+
+@pytest.mark.parametrize("name", BUILTIN_SETS)
+def test_each_set_keeps_the_file_block_contract(name):
+    messages = render_messages(template_set(name), _context())
+    assert [m["role"] for m in messages] == ["system", "user"]
+    path, lang, content = _first_file_block(messages[1]["content"])
+    assert (path, lang) == ("solve.py", "python")
+    assert content.rstrip("\n") == _context()["files"][0]["content"].rstrip("\n")
+
+
+def test_compact_set_asks_for_a_repair_with_the_failure():
+    parent = {
+        **_context()["parent"],
+        "ok": False,
+        "score": None,
+        "reason": "exit code 1",
+        "output_tail": "NameError: x",
+    }
+    text = render_messages(template_set("compact"), _context(parent=parent))[1]["content"]
+    assert "exit code 1" in text and "NameError: x" in text and "fixed" in text
+
+
+def test_task_folder_template_set(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "system.j2").write_text("S {{ direction }}")
+    (folder / "user.j2").write_text("U {{ description }}")
+    resolved = template_set("mine", tmp_path)
+    assert render_messages(resolved, _context())[0]["content"] == "S maximize"
+
+
+def test_template_set_missing_files_is_a_config_error(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "system.j2").write_text("x")
+    with pytest.raises(ConfigError, match="missing user.j2"):
+        template_set("half", tmp_path)
 
 
 @pytest.mark.parametrize("template", ["system.j2", "user.j2"])
