@@ -37,6 +37,16 @@ def _fail(exc: CambrianError) -> typer.Exit:
     return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
+def _open_records(run_dir: Path | None) -> Any:
+    """Open a run folder for reading, or exit with a one-line error."""
+    from cambrian.agent import open_records
+
+    try:
+        return open_records(run_dir)
+    except CambrianError as exc:
+        raise _fail(exc) from None
+
+
 def _flags(**values: Any) -> dict[str, Any]:
     """Nest CLI flag values ('section.key': value) into a config dict, skipping unset ones."""
     nested: dict[str, Any] = {}
@@ -124,12 +134,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Counts by status, best score and program, elapsed time, tokens."""
-    from cambrian.agent import open_records
-
-    try:
-        records = open_records(run_dir)
-    except CambrianError as exc:
-        raise _fail(exc) from None
+    records = _open_records(run_dir)
     with records:
         stats = records.archive.stats()
     if as_json:
@@ -151,12 +156,7 @@ def status(
 @app.command()
 def best(run_dir: RunDir = None) -> None:
     """The best program: id, score, and its diff against the initial program."""
-    from cambrian.agent import open_records
-
-    try:
-        records = open_records(run_dir)
-    except CambrianError as exc:
-        raise _fail(exc) from None
+    records = _open_records(run_dir)
     with records:
         found = records.archive.best()
         if found is None:
@@ -177,12 +177,8 @@ def best(run_dir: RunDir = None) -> None:
 def show(program_id: str, run_dir: RunDir = None) -> None:
     """One program: metadata, evaluation, feedback, and its diff against its parent."""
     from cambrian._cli_report import print_program
-    from cambrian.agent import open_records
 
-    try:
-        records = open_records(run_dir)
-    except CambrianError as exc:
-        raise _fail(exc) from None
+    records = _open_records(run_dir)
     with records:
         try:
             program = records.archive.get(program_id)

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from cambrian.agent._context import prompt_context
-from cambrian.agent._edits import apply_reply
+from cambrian.agent._edits import EditResult, apply_reply
 from cambrian.agent._setup import RunContext
+from cambrian.archive import new_program_id
 from cambrian.errors import LLMError, SandboxError
 from cambrian.prompts import render_messages
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
@@ -53,39 +54,18 @@ class Evolution:
     # --- one candidate, in two halves -------------------------------------------------
     async def propose(self, island: int) -> Program | None:
         """Select a parent, prompt the LLM, apply its edit and commit the child."""
-        archive, lineage = self.ctx.archive, self.ctx.lineage
+        archive = self.ctx.archive
         parent = archive.sample_parent(island) or self._root
         task = {
             "description": self.ctx.config.task.description,
             "direction": self.ctx.config.evaluator.direction,
         }
         variables, files = prompt_context(
-            archive, lineage, self.ctx.rules, self.ctx.config.prompt, parent, task
+            archive, self.ctx.lineage, self.ctx.rules, self.ctx.config.prompt, parent, task
         )
-        messages = render_messages(self.ctx.templates, variables)
-        completion = await self.ctx.llm.complete(messages)
+        completion = await self.ctx.llm.complete(render_messages(self.ctx.templates, variables))
         edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
-        child = Program(
-            id=archive.new_id(),
-            parent_id=parent.id,
-            island=island,
-            generation=parent.generation + 1,
-            commit="",
-            files_changed=tuple(sorted(edit.changes)),
-            model=completion.model,
-        )
-        reason = edit.error
-        if edit.ok:
-            message = f"cambrian program {child.id}\n\nparent: {parent.id}\nmodel: {child.model}"
-            commit, tree = lineage.commit(parent.commit, edit.changes, message)
-            child = replace(child, commit=commit, tree=tree)
-            reason = (
-                "duplicate: same files as an existing program" if archive.has_tree(tree) else ""
-            )
-        if reason:
-            child = replace(child, status=ProgramStatus.REJECTED, reason=reason)
-        else:
-            lineage.set_ref(child.id, child.commit)
+        child = self._commit_child(parent, island, edit, completion.model)
         archive.new_program(child)
         archive.record_llm_call(
             child.id,
@@ -95,9 +75,32 @@ class Evolution:
             cost_usd=completion.cost_usd,
             latency_s=completion.latency_s,
         )
-        if reason:
+        if child.status is ProgramStatus.REJECTED:
             self._on_event(Event(child, None, None, self._evaluated, self._target))
             return None
+        return child
+
+    def _commit_child(self, parent: Program, island: int, edit: EditResult, model: str) -> Program:
+        """The child as a lineage commit with its ref, or as a rejection with its reason."""
+        child = Program(
+            id=new_program_id(),
+            parent_id=parent.id,
+            island=island,
+            generation=parent.generation + 1,
+            commit="",
+            files_changed=tuple(sorted(edit.changes)),
+            model=model,
+        )
+        reason = edit.error
+        if edit.ok:
+            message = f"cambrian program {child.id}\n\nparent: {parent.id}\nmodel: {model}"
+            commit, tree = self.ctx.lineage.commit(parent.commit, edit.changes, message)
+            child = replace(child, commit=commit, tree=tree)
+            if self.ctx.archive.has_tree(tree):
+                reason = "duplicate: same files as an existing program"
+        if reason:
+            return replace(child, status=ProgramStatus.REJECTED, reason=reason)
+        self.ctx.lineage.set_ref(child.id, child.commit)
         return child
 
     async def evaluate(self, program: Program) -> Evaluation:
@@ -166,7 +169,7 @@ class Evolution:
         if root is None:
             base = lineage.base()
             root = Program(
-                id=archive.new_id(),
+                id=new_program_id(),
                 parent_id=None,
                 island=0,
                 generation=0,

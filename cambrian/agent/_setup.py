@@ -180,6 +180,26 @@ def open_run(
     return ctx
 
 
+def _open_stores(
+    meta: dict[str, Any], config: CambrianConfig, run_dir: Path, base: str
+) -> tuple[SqlArchive, Sandbox, CommandEvaluator]:
+    """The archive (migrated, with this run's row), the sandbox and the evaluator."""
+    archive = SqlArchive(
+        config.archive,
+        url=archive_url(config, run_dir),
+        run_id=meta["run_id"],
+        maximize=config.evaluator.direction == "maximize",
+        seed=config.run.seed,
+    )
+    archive.open()
+    archive.ensure_run({**meta, "base_commit": base})
+    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
+    evaluator = CommandEvaluator(
+        config.evaluator, sandbox, make_limits(config.sandbox, config.evaluator.timeout_s)
+    )
+    return archive, sandbox, evaluator
+
+
 def _open_rooms(
     meta: dict[str, Any], config: CambrianConfig, run_dir: Path, resumed: bool
 ) -> RunContext:
@@ -195,19 +215,7 @@ def _open_rooms(
             f"task.editable {list(config.task.editable)} matches no file in {task}: "
             "check the globs (they are relative to the task folder)"
         )
-    archive = SqlArchive(
-        config.archive,
-        url=archive_url(config, run_dir),
-        run_id=meta["run_id"],
-        maximize=config.evaluator.direction == "maximize",
-        seed=config.run.seed,
-    )
-    archive.open()
-    archive.ensure_run({**meta, "base_commit": base})
-    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
-    evaluator = CommandEvaluator(
-        config.evaluator, sandbox, make_limits(config.sandbox, config.evaluator.timeout_s)
-    )
+    archive, sandbox, evaluator = _open_stores(meta, config, run_dir, base)
     try:
         config, offline = _resolve_model(config)
     except CambrianError:

@@ -8,7 +8,7 @@ from cambrian.archive._selection import (
     rank_weights,
     select_parent,
 )
-from cambrian.archive._store import SqlArchive
+from cambrian.archive._store import SqlArchive, new_program_id
 
 __all__ = [
     "SELECTION_POLICIES",
@@ -17,6 +17,7 @@ __all__ = [
     "bin_index",
     "cell_key",
     "is_better",
+    "new_program_id",
     "pick_inspirations",
     "rank_weights",
     "select_parent",

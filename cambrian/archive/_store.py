@@ -31,6 +31,11 @@ _PENDING = (ProgramStatus.PROPOSED, ProgramStatus.EVALUATING, ProgramStatus.INTE
 _REFUSED = (ProgramStatus.REJECTED, ProgramStatus.FAILED)
 
 
+def new_program_id() -> str:
+    """Return a fresh program id: 12 hex digits of a uuid4."""
+    return uuid.uuid4().hex[:12]
+
+
 class SqlArchive:
     """The archive of one run in any SQLAlchemy database (SQLite by default).
 
@@ -72,11 +77,6 @@ class SqlArchive:
     def run_id(self) -> str:
         """The run this archive instance works on."""
         return self._run_id
-
-    @staticmethod
-    def new_id() -> str:
-        """Return a fresh program id: 12 hex digits of a uuid4."""
-        return uuid.uuid4().hex[:12]
 
     def open(self) -> None:
         """Create the engine and migrate the database to the newest schema (idempotent).

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from cambrian.archive import SqlArchive
+from cambrian.archive import SqlArchive, new_program_id
 from cambrian.archive._schema import Base
 from cambrian.config import ArchiveConfig
 from cambrian.errors import ArchiveError
@@ -30,7 +30,7 @@ def make(tmp_path, run_id="run1", maximize=True, **config):
 
 def program(archive, parent=None, island=0, status=ProgramStatus.PROPOSED, **kw):
     p = Program(
-        id=kw.pop("id", None) or SqlArchive.new_id(),
+        id=kw.pop("id", None) or new_program_id(),
         parent_id=parent,
         island=island,
         generation=0 if parent is None else 1,
@@ -110,7 +110,7 @@ def test_program_round_trip_and_prefixes(archive):
         program(archive, id="abc000000001")
     with pytest.raises(ValueError, match="proposed or rejected"):
         program(archive, status=ProgramStatus.EVALUATED)
-    assert len(SqlArchive.new_id()) == 12 and SqlArchive.new_id() != SqlArchive.new_id()
+    assert len(new_program_id()) == 12 and new_program_id() != new_program_id()
 
 
 def test_add_keeps_strictly_better_when_maximizing(archive):
@@ -159,7 +159,7 @@ def test_failed_evaluations_never_enter_cells(archive):
 
 
 def test_add_inserts_a_program_never_stored(archive):
-    loose = Program(id=SqlArchive.new_id(), parent_id=None, island=0, generation=0, commit="c")
+    loose = Program(id=new_program_id(), parent_id=None, island=0, generation=0, commit="c")
     assert archive.add(loose, ok(3.0)) is AddStatus.NEW_CELL
     assert archive.get(loose.id).status is ProgramStatus.EVALUATED
 
@@ -324,7 +324,7 @@ def test_hot_path_is_fast(archive):
     start = time.perf_counter()
     n = 100
     for i in range(n):
-        p = Program(id=SqlArchive.new_id(), parent_id=root.id, island=0, generation=1, commit="c")
+        p = Program(id=new_program_id(), parent_id=root.id, island=0, generation=1, commit="c")
         archive.new_program(p)
         archive.set_status(p.id, ProgramStatus.EVALUATING)
         archive.add(p, ok(float(i)))
