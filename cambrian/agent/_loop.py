@@ -136,21 +136,10 @@ class Evolution:
         """Run until iterations, target score, proposal cap or an error; return why it stopped."""
         stats = self.ctx.archive.stats()
         self._evaluated, self._proposals = stats["evaluated"], max(0, stats["programs"] - 1)
-        self._root = await self._seed()
-        for program in self.ctx.archive.pending():
-            if program.parent_id is not None:
-                self._pending += 1
-                self._queue.put_nowait(program)
-        run = self.ctx.config.run
-        workers = [
-            asyncio.create_task(self._guard(self._propose_forever(i)))
-            for i in range(run.proposal_concurrency)
-        ]
-        workers += [
-            asyncio.create_task(self._guard(self._evaluate_forever()))
-            for _ in range(run.eval_concurrency)
-        ]
+        workers: list[asyncio.Task] = []
         try:
+            self._root = await self._seed()
+            workers = self._start_workers()
             await self._wait(lambda: bool(self.stop_reason) or self._exhausted())
             self.stop_reason = self.stop_reason or (
                 "iterations" if self._evaluated >= self._target else "max_proposals"
@@ -161,6 +150,17 @@ class Evolution:
         finally:
             await self._shutdown(workers)
         return self.stop_reason
+
+    def _start_workers(self) -> list[asyncio.Task]:
+        """Queue the programs left pending by an earlier session, then start every worker."""
+        for program in self.ctx.archive.pending():
+            if program.parent_id is not None:
+                self._pending += 1
+                self._queue.put_nowait(program)
+        run = self.ctx.config.run
+        proposers = [self._propose_forever(i) for i in range(run.proposal_concurrency)]
+        evaluators = [self._evaluate_forever() for _ in range(run.eval_concurrency)]
+        return [asyncio.create_task(self._guard(work)) for work in proposers + evaluators]
 
     async def _seed(self) -> Program:
         """Create and evaluate the initial program (once per run)."""

@@ -94,3 +94,79 @@ def test_sigkill_then_resume(scaffold_task: Path, tmp_path: Path) -> None:
     assert not {"proposed", "evaluating", "interrupted"} & set(statuses)
     tokens = [json.loads(m)["token"] for s, m in after.values() if s == "ok"]
     assert len(tokens) == len(set(tokens))
+
+
+SLEEPY_EVALUATOR = """
+import json, time
+time.sleep(4)
+print(json.dumps({"score": 1.0}))
+"""
+
+
+def _status_counts(db_path: Path) -> dict[str, int]:
+    if not db_path.exists():
+        return {}
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        return dict(db.execute("select status, count(*) from programs group by status"))
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes whose working directory lies under ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cwd").readlink().is_relative_to(folder):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_is_graceful_and_resumable(scaffold_task: Path, tmp_path: Path) -> None:
+    (scaffold_task / "evaluate.py").write_text(SLEEPY_EVALUATOR)
+    run_dir = tmp_path / "run"
+    cmd = cambrian_cmd(
+        "run",
+        str(scaffold_task),
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        "2",
+        "--model",
+        "openai/none",
+        "--api-base",
+        "http://127.0.0.1:9/v1",
+    )
+    proc = subprocess.Popen(
+        cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and _status_counts(run_dir / "archive.db").get("evaluating") != 1:
+        time.sleep(0.05)
+    assert _processes_in(run_dir / "work")  # the candidate is running
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert f"resume with: cambrian run --run-dir {run_dir}" in stderr
+    counts = _status_counts(run_dir / "archive.db")
+    assert counts["interrupted"] == 1 and counts.get("evaluating", 0) == 0
+    time.sleep(0.2)
+    assert not _processes_in(run_dir / "work")  # the candidate was killed
+    # resume evaluates the interrupted program again, from the run's pristine evaluator
+    with ScriptedLLMServer(mutate_numbers(seed=1)) as server:
+        done = subprocess.run(
+            cambrian_cmd("run", "--run-dir", str(run_dir), "--api-base", server.url),
+            env=scrubbed_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    counts = _status_counts(run_dir / "archive.db")
+    assert counts.get("interrupted", 0) == 0 and counts.get("evaluated") == 3, counts
