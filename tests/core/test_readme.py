@@ -9,7 +9,7 @@ from conftest import ROOT
 
 def _commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    return re.findall(r"```bash\n(apt-get update[^\n]+)\n```", text)
+    return re.findall(r"```bash\n((?:apt-get update|bash scripts)[^\n]+)\n```", text)
 
 
 def test_readme_gives_the_two_commands() -> None:
