@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cambrian._cli_serve import serve
 from cambrian.errors import CambrianError, ConfigError
 
 app = typer.Typer(
@@ -226,6 +227,9 @@ def init(
     if not (directory / ".gitignore").exists():
         (directory / ".gitignore").write_text(scaffold.joinpath("gitignore").read_text())
     out.print(f"created a task in {directory}; evolve it with: cambrian run {directory}")
+
+
+app.command(help="Serve a local model (vLLM or llama.cpp) on 127.0.0.1 until Ctrl-C.")(serve)
 
 
 def main() -> None:

