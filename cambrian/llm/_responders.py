@@ -33,6 +33,9 @@ class Fault:
         delay_s: Seconds to wait before answering (a hang when long).
         retry_after: Value of the ``Retry-After`` header, in seconds (None: no header).
         drop: Close the connection without any response.
+        raw: Send this exact body with ``status`` instead of a well-formed answer
+            (garbage, truncated JSON).
+        trickle_s: With ``raw``, pause this long between bytes (a slow trickle).
     """
 
     status: int = 500
@@ -40,6 +43,8 @@ class Fault:
     delay_s: float = 0.0
     retry_after: float | None = None
     drop: bool = False
+    raw: str | None = None
+    trickle_s: float = 0.0
 
 
 Responder = Callable[[list[dict[str, Any]]], "str | Fault"]

@@ -186,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return True
+        if fault.raw is not None:
+            self._send_raw(fault.status, fault.raw.encode(), fault.trickle_s)
+            return True
         if fault.status == 200:
             return False
         headers = {}
@@ -193,6 +196,23 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Retry-After"] = f"{fault.retry_after:g}"
         self._send_json(fault.status, _error(fault.body, fault.status), headers)
         return True
+
+    def _send_raw(self, status: int, body: bytes, trickle_s: float) -> None:
+        """Send ``body`` verbatim as JSON, one byte per ``trickle_s`` when trickling."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            if trickle_s <= 0:
+                self.wfile.write(body)
+                return
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(trickle_s)
+        except OSError:  # the client gave up: that is what a trickle is for
+            self.close_connection = True
 
     def _answer(self, request: dict[str, Any], messages: list[Any], text: str) -> None:
         """Answer with ``text`` as a completion, streamed when the request asks for it."""
