@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 
 from cambrian.types import AddStatus, Program
 
@@ -56,7 +62,9 @@ class ProgressPrinter:
 def print_summary(out: Console, ctx: Any, reason: str, error: str) -> None:
     """Why the run stopped, what it produced, and the best program."""
     stats = ctx.archive.stats()
-    out.print(f"\nrun {ctx.run_id} stopped: {reason}" + (f" ({error})" if error else ""))
+    out.print(
+        f"\nrun {ctx.run_id} stopped: {reason}" + (f" ({error})" if error else ""), markup=False
+    )
     out.print(
         f"  evaluated {stats['evaluated']} candidates, {stats['programs']} programs "
         f"({', '.join(f'{k} {v}' for k, v in sorted(stats['by_status'].items()))})"
@@ -107,3 +115,155 @@ def print_program(out: Console, records: Any, program: Program) -> None:
         parent = records.archive.get(program.parent_id)
         out.print("diff against parent:")
         out.print(records.lineage.diff(parent.commit, program.commit) or "(none)", markup=False)
+
+
+def fan_out(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
+    """One ``on_event`` hook calling each of ``hooks`` in turn."""
+
+    def call(event: Any) -> None:
+        for hook in hooks:
+            hook(event)
+
+    return call
+
+
+class LivePanel:
+    """The live terminal panel of ``cambrian run``; pass it to ``rich.live.Live``.
+
+    Args:
+        ctx: The run context (archive statistics: tokens, cost, best score).
+        evolution: Read for the in-flight counts; set after construction if needed.
+        clock: Monotonic clock (seconds).
+    """
+
+    def __init__(
+        self, ctx: Any, evolution: Any = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ctx = ctx
+        self.evolution = evolution
+        self._clock = clock
+        self._start = clock()
+        self._first_evaluated: int | None = None
+        self._evaluated = self._target = 0
+        self._best: float | None = None
+        self._best_at: tuple[float, int] | None = None
+        self._failures: Counter[str] = Counter()
+        self._stats: dict[str, Any] = {}
+        self._stats_at = -1.0
+
+    def __call__(self, event: Any) -> None:
+        """Take in one finished candidate."""
+        self._evaluated, self._target = event.evaluated, event.target
+        if self._first_evaluated is None:
+            self._first_evaluated = event.evaluated - (event.evaluation is not None)
+        program, evaluation = event.program, event.evaluation
+        if evaluation is None:
+            self._failures[f"rejected: {_kind(program.reason)}"] += 1
+        elif not evaluation.ok:
+            self._failures[f"{evaluation.status}: {_kind(evaluation.reason)}"] += 1
+        elif event.added in (AddStatus.NEW_CELL, AddStatus.IMPROVED):
+            maximize = self._ctx.config.evaluator.direction == "maximize"
+            score = evaluation.score
+            if self._best is None or (score > self._best if maximize else score < self._best):
+                self._best, self._best_at = score, (self._clock(), event.evaluated)
+        if self._clock() - self._stats_at > 0.5:
+            self._stats, self._stats_at = self._ctx.archive.stats(), self._clock()
+
+    def __rich__(self) -> Panel:
+        """Render the panel (rich calls this on every refresh)."""
+        now = self._clock()
+        done, target = self._evaluated, max(self._target, 1)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        bar = ProgressBar(total=target, completed=min(done, target), width=40)
+        grid.add_row("evaluated", Group(f"{done}/{target}  {_eta(self._rate(now), target - done)}"))
+        grid.add_row("", bar)
+        grid.add_row("best", self._best_line(now))
+        llm, evals = self.evolution.in_flight if self.evolution is not None else (0, 0)
+        grid.add_row("in flight", f"{llm} LLM calls, {evals} evaluations")
+        stats = self._stats
+        grid.add_row(
+            "tokens",
+            f"{stats.get('prompt_tokens', 0)} in / {stats.get('completion_tokens', 0)} out  "
+            f"cost ${stats.get('cost_usd', 0.0):.4f}  ({stats.get('llm_calls', 0)} calls)",
+        )
+        for reason, count in self._failures.most_common(4):
+            grid.add_row(
+                "failures" if reason == self._failures.most_common(1)[0][0] else "",
+                f"{count} x {reason}",
+            )
+        title = f"cambrian run {self._ctx.run_id}  ({_clock_text(now - self._start)})"
+        return Panel(grid, title=title, title_align="left", expand=False)
+
+    def _rate(self, now: float) -> float:
+        """Candidates evaluated per second in this session."""
+        first = self._first_evaluated or 0
+        elapsed = now - self._start
+        return (self._evaluated - first) / elapsed if elapsed > 0 else 0.0
+
+    def _best_line(self, now: float) -> str:
+        """Best score and when it last improved."""
+        if self._best is None or self._best_at is None:
+            best = self._stats.get("best_score")
+            return "-" if best is None else f"{best:.6g}"
+        at, candidate = self._best_at
+        return f"{self._best:.6g}  (improved {_clock_text(now - at)} ago, at candidate {candidate})"
+
+
+def _kind(reason: str) -> str:
+    """The first clause of a failure reason, kept short."""
+    head = (reason or "unknown").strip().splitlines()[0] if (reason or "").strip() else "unknown"
+    return head.split(":", 1)[0][:50]
+
+
+def _eta(rate: float, remaining: int) -> str:
+    """'ETA 1m20s' from a rate and the work left ('' until a rate is known)."""
+    if remaining <= 0:
+        return "done"
+    return f"ETA {_clock_text(remaining / rate)}" if rate > 0 else "ETA -"
+
+
+def _clock_text(seconds: float) -> str:
+    """Seconds as '1h02m', '3m05s' or '12s'."""
+    seconds = int(max(seconds, 0))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def render_tree(
+    rows: list[list[Any]], cells: list[dict[str, Any]], maximize: bool, depth: int | None
+) -> Iterator[str]:
+    """Yield the lineage as indented text lines, one per program (``cambrian tree``).
+
+    Args:
+        rows: ``ArchiveViews.tree`` rows (columns ``TREE_COLUMNS``).
+        cells: ``ArchiveViews.cells`` (the elites, marked ``E``; the best gets ``*``).
+        maximize: True when higher scores are better.
+        depth: Deepest generation printed (None: all).
+    """
+    elites = {cell["program_id"] for cell in cells}
+    order = sorted(cells, key=lambda c: c["score"], reverse=maximize)
+    best = order[0]["program_id"] if order else None
+    children: dict[str | None, list[list[Any]]] = {}
+    ids = {row[0] for row in rows}
+    for row in rows:
+        children.setdefault(row[2] if row[2] in ids else None, []).append(row)
+    stack = [(row, "", True, True) for row in reversed(children.get(None, []))]
+    while stack:
+        row, indent, last, top = stack.pop()
+        score = "-" if row[7] is None else f"{row[7]:.6g}"
+        mark = ("*" if row[0] == best else "") + ("E" if row[0] in elites else "")
+        branch = "" if top else ("`-- " if last else "|-- ")
+        yield f"{indent}{branch}{row[0]}  {row[6]:<10} {score:>10} {mark}".rstrip()
+        kids = children.get(row[0], [])
+        if depth is not None and row[4] >= depth:
+            if kids:
+                yield f"{indent}{'    ' if last or top else '|   '}... {len(kids)} more below"
+            continue
+        child_indent = indent + ("" if top else ("    " if last else "|   "))
+        for i, kid in reversed(list(enumerate(kids))):
+            stack.append((kid, child_indent, i == len(kids) - 1, False))

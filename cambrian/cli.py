@@ -13,7 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cambrian._cli_sandbox import sandbox_app
 from cambrian._cli_serve import serve
+from cambrian._cli_ui import register as register_ui
 from cambrian.errors import CambrianError, ConfigError
 
 app = typer.Typer(
@@ -26,7 +28,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 log = logging.getLogger("cambrian")
 
-OK_STOPS = {"iterations", "target_score", "max_proposals"}
+OK_STOPS = {"iterations", "target_score", "max_proposals", "max_cost"}
 RunDir = Annotated[
     Path | None, typer.Option("--run-dir", help="Run folder (default: the latest run here).")
 ]
@@ -34,7 +36,8 @@ RunDir = Annotated[
 
 def _fail(exc: CambrianError) -> typer.Exit:
     """Print a one-line error and choose the exit code (2 for config errors, else 1)."""
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print("[bold red]error:[/] ", end="")
+    err.print(str(exc), markup=False)
     return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
@@ -59,12 +62,12 @@ def _flags(**values: Any) -> dict[str, Any]:
     return nested
 
 
-def _setup_logging(quiet: bool, log_file: Path | None = None) -> None:
+def _setup_logging(quiet: bool, log_file: Path | None = None, console_quiet: bool = False) -> None:
     """Log lines to stderr (and the run's log file); only the CLI configures logging."""
     log.setLevel(logging.INFO)
     log.handlers.clear()
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setLevel(logging.WARNING if quiet or console_quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(console)
     if log_file is not None:
@@ -82,7 +85,7 @@ def run(
     ] = None,
     model: Annotated[str | None, typer.Option(help="litellm model name.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="Sandbox backend (process).")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="auto, docker or process.")] = None,
     target_score: Annotated[float | None, typer.Option(help="Stop once reached.")] = None,
     repo: Annotated[Path | None, typer.Option(help="Repository to evolve (no config).")] = None,
     evaluator: Annotated[str | None, typer.Option(help="Evaluator command.")] = None,
@@ -92,7 +95,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings.")] = False,
 ) -> None:
     """Evolve a task (or resume the run in --run-dir) and print the best program."""
-    from cambrian._cli_report import ProgressPrinter, print_summary
+    from cambrian._cli_report import LivePanel, ProgressPrinter, fan_out, print_summary
     from cambrian.agent import Evolution, open_run
 
     _setup_logging(quiet)
@@ -112,21 +115,36 @@ def run(
         ctx = open_run(repo or task_dir, run_dir, extra=extra, overrides=set_ or [])
     except CambrianError as exc:
         raise _fail(exc) from None
-    _setup_logging(quiet, ctx.run_dir / "run.log")
+    live = out.is_terminal and not quiet  # a panel on a terminal; plain log lines otherwise
+    _setup_logging(quiet, ctx.run_dir / "run.log", console_quiet=live)
     verb = "resuming" if ctx.resumed else "starting"
     log.info("%s run %s in %s", verb, ctx.run_id, ctx.run_dir)
     log.info("model %s; %s", ctx.llm.name, ctx.sandbox.describe())
-    evolution = Evolution(ctx, on_event=ProgressPrinter(ctx, quiet))
+    panel = LivePanel(ctx)
+    hooks = (ProgressPrinter(ctx, quiet), panel) if live else (ProgressPrinter(ctx, quiet),)
+    evolution = panel.evolution = Evolution(ctx, on_event=fan_out(*hooks))
     try:
-        reason = asyncio.run(evolution.run())
+        reason = asyncio.run(_evolve(evolution, panel if live else None))
     except KeyboardInterrupt:
-        err.print(f"interrupted; resume with: cambrian run --run-dir {ctx.run_dir}")
+        err.print(f"interrupted; resume with: cambrian run --run-dir {ctx.run_dir}", markup=False)
         raise typer.Exit(130) from None
+    except CambrianError as exc:
+        raise _fail(exc) from None
     finally:
         ctx.close()
     print_summary(out, ctx, reason, evolution.error)
     if reason not in OK_STOPS:
         raise typer.Exit(1)
+
+
+async def _evolve(evolution: Any, panel: Any) -> str:
+    """Run the evolution, inside a live terminal panel when one is given."""
+    if panel is None:
+        return await evolution.run()
+    from rich.live import Live
+
+    with Live(panel, console=out, refresh_per_second=4, redirect_stderr=False):
+        return await evolution.run()
 
 
 @app.command()
@@ -155,10 +173,22 @@ def status(
 
 
 @app.command()
-def best(run_dir: RunDir = None) -> None:
+def best(
+    run_dir: RunDir = None,
+    pareto: Annotated[
+        bool, typer.Option("--pareto", help="List the non-dominated programs (archive.objectives).")
+    ] = False,
+) -> None:
     """The best program: id, score, and its diff against the initial program."""
     records = _open_records(run_dir)
     with records:
+        if pareto:
+            from cambrian._cli_archive import print_pareto
+
+            if not print_pareto(records.archive, out):
+                err.print("no program has been evaluated successfully yet")
+                raise typer.Exit(1)
+            return
         found = records.archive.best()
         if found is None:
             err.print("no program has been evaluated successfully yet")
@@ -191,15 +221,24 @@ def show(program_id: str, run_dir: RunDir = None) -> None:
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create or fill.")],
+    directory: Annotated[Path | None, typer.Argument(help="Folder to create or fill.")] = None,
     evaluator: Annotated[str | None, typer.Option(help="Evaluator command.")] = None,
     editable: Annotated[list[str] | None, typer.Option(help="Editable glob (repeat).")] = None,
     description: Annotated[str | None, typer.Option(help="What to optimise.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value")] = None,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="OpenEvolve/ShinkaEvolve task to convert.")
+    ] = None,
 ) -> None:
-    """Scaffold a working task, or write the given flags down as cambrian.toml."""
+    """Scaffold a task, write the given flags down, or convert a foreign task (--from)."""
+    from cambrian._cli_init import init_from
     from cambrian.config import CONFIG_FILE, dump_toml, load_config
 
+    if from_ is not None:
+        return init_from(from_, directory, out, err)
+    if directory is None:
+        err.print("[bold red]error:[/] name the folder to create: cambrian init DIR")
+        raise typer.Exit(2)
     target = directory / CONFIG_FILE
     if target.exists():
         err.print(f"[bold red]error:[/] {target} exists already; edit it or choose another folder")
@@ -230,6 +269,8 @@ def init(
 
 
 app.command(help="Serve a local model (vLLM or llama.cpp) on 127.0.0.1 until Ctrl-C.")(serve)
+register_ui(app)  # ui, tree, export
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def main() -> None:

@@ -170,6 +170,10 @@ class Sandbox(Protocol):
         """One line naming the isolation this backend gives."""
         ...
 
+    def identity(self) -> dict[str, Any]:
+        """What to record with the run for reproducibility (backend, isolation, image)."""
+        ...
+
     def close(self) -> None:
         """Release every resource (containers, processes)."""
         ...

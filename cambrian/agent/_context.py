@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from cambrian.agent._files import FileRules, language
 from cambrian.config import PromptConfig
+from cambrian.evaluators.compat import PRIVATE_METRICS
 from cambrian.types import Archive, Evaluation, Program
 
 EVOLVE_MARK = "EVOLVE-BLOCK-START"
@@ -14,6 +16,13 @@ EVOLVE_MARK = "EVOLVE-BLOCK-START"
 def editable_contents(lineage: Any, rules: FileRules, commit: str) -> dict[str, str]:
     """The editable files of ``commit``: path -> text."""
     return lineage.read_files(commit, rules.editable_files(lineage.list_files(commit)))
+
+
+def shown_metrics(evaluation: Evaluation | None) -> dict[str, Any]:
+    """The metrics the LLM may see: all but the private ones (stored, never shown)."""
+    if evaluation is None:
+        return {}
+    return {k: v for k, v in evaluation.metrics.items() if k != PRIVATE_METRICS}
 
 
 def _file_list(files: dict[str, str]) -> list[dict[str, str]]:
@@ -38,7 +47,7 @@ def parent_view(program: Program, evaluation: Evaluation | None, cap: int) -> di
         "id": program.id,
         "ok": ok,
         "score": evaluation.score if ok else None,
-        "metrics": dict(evaluation.metrics) if evaluation else {},
+        "metrics": shown_metrics(evaluation),
         "feedback": _feedback(evaluation, cap),
         "reason": (evaluation.reason if evaluation else "") or program.reason,
         "output_tail": (evaluation.output_tail if evaluation else "")[-cap:],
@@ -66,13 +75,16 @@ def prompt_context(
     """
     files = editable_contents(lineage, rules, parent.commit)
     inspirations = []
-    for other in archive.sample_inspirations(parent, config.inspirations, config.top_k):
+    chosen = archive.sample_inspirations(
+        parent, config.inspirations, config.top_k, config.ancestors
+    )
+    for other in chosen:
         evaluation = archive.evaluation(other.id)
         inspirations.append(
             {
                 "id": other.id,
                 "score": evaluation.score if evaluation else None,
-                "metrics": dict(evaluation.metrics) if evaluation else {},
+                "metrics": shown_metrics(evaluation),
                 "files": _file_list(editable_contents(lineage, rules, other.commit)),
             }
         )
@@ -87,3 +99,52 @@ def prompt_context(
         "rejections": archive.recent_rejections(parent.id, config.rejections),
     }
     return variables, files
+
+
+#: Features the agent computes itself; an axis in ``archive.features`` may name them.
+BUILTIN_FEATURES = ("loc", "lines_changed", "eval_time_s")
+
+
+def builtin_features(
+    lineage: Any,
+    rules: FileRules,
+    program: Program,
+    parent_commit: str | None,
+    evaluation: Evaluation,
+    names: Any,
+) -> dict[str, float]:
+    """The built-in features named in ``names`` (the configured axes) for one evaluation.
+
+    ``loc``: non-blank lines of the editable files; ``lines_changed``: lines added plus
+    removed from the parent (0 for the initial program); ``eval_time_s``: evaluator time.
+    """
+    wanted = [name for name in BUILTIN_FEATURES if name in names]
+    out: dict[str, float] = {}
+    if "loc" in wanted:
+        files = editable_contents(lineage, rules, program.commit)
+        out["loc"] = float(
+            sum(1 for t in files.values() for line in t.splitlines() if line.strip())
+        )
+    if "lines_changed" in wanted:
+        out["lines_changed"] = float(_lines_changed(lineage, program, parent_commit))
+    if "eval_time_s" in wanted:
+        out["eval_time_s"] = float(evaluation.duration_s)
+    return out
+
+
+def _lines_changed(lineage: Any, program: Program, parent_commit: str | None) -> int:
+    """Lines added plus removed in the program's changed files, against its parent."""
+    if parent_commit is None or not program.files_changed:
+        return 0
+    paths = list(program.files_changed)
+    old = lineage.read_files(
+        parent_commit, [p for p in paths if p in set(lineage.list_files(parent_commit))]
+    )
+    new = lineage.read_files(
+        program.commit, [p for p in paths if p in set(lineage.list_files(program.commit))]
+    )
+    changed = 0
+    for path in paths:
+        diff = difflib.ndiff(old.get(path, "").splitlines(), new.get(path, "").splitlines())
+        changed += sum(1 for line in diff if line[:1] in "+-")
+    return changed

@@ -60,23 +60,46 @@ def language(path: str) -> str:
     return _LANGS.get(path[dot:].lower(), "") if dot >= 0 else ""
 
 
+def safe_path(path: str) -> bool:
+    """A plain relative posix path: no empty, '.', '..' or '.git' part, not absolute."""
+    parts = path.split("/")
+    return (
+        bool(path)
+        and not path.startswith("/")
+        and "\\" not in path
+        and all(part not in ("", ".", "..", ".git") for part in parts)
+    )
+
+
 class FileRules:
     """Editable and protected files of a task.
 
     Args:
         editable: Globs of files the LLM may change.
         protected: Extra globs the evaluator owns; every non-editable file is protected too.
+        files: The task's files; no edit may turn one of them into a folder (which could
+            shadow a protected file, e.g. ``evaluate.py/__main__.py``).
     """
 
-    def __init__(self, editable: Sequence[str], protected: Sequence[str] = ()) -> None:
+    def __init__(
+        self, editable: Sequence[str], protected: Sequence[str] = (), files: Iterable[str] = ()
+    ) -> None:
         if not editable:
             raise ValueError("editable must name at least one glob")
         self._editable = tuple(editable)
         self._protected = tuple(protected)
+        self._files = frozenset(files)
 
     def is_editable(self, path: str) -> bool:
         """Whether the LLM may change ``path``."""
+        if not safe_path(path) or self._shadows_a_file(path):
+            return False
         return matches(path, self._editable) and not matches(path, self._protected)
+
+    def _shadows_a_file(self, path: str) -> bool:
+        """Whether a parent folder of ``path`` is one of the task's files."""
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in self._files for i in range(1, len(parts)))
 
     def editable_files(self, paths: Iterable[str]) -> list[str]:
         """The editable ones among ``paths``, sorted."""

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
-from cambrian.agent._context import prompt_context
+from cambrian.agent._context import builtin_features, prompt_context
 from cambrian.agent._edits import EditResult, apply_reply
+from cambrian.agent._novelty import get_novelty
 from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
 from cambrian.errors import LLMError, SandboxError
+from cambrian.llm import EnsembleLLM, budget_allows
 from cambrian.prompts import render_messages
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
 log = logging.getLogger("cambrian")
-MAX_LLM_FAILURES = 3  # consecutive calls that failed after their own retries
+MAX_LLM_FAILURES = 3
+NEAR_DUPLICATE = "near-duplicate"  # consecutive calls that failed after their own retries
 
 
 @dataclass(frozen=True)
@@ -50,24 +53,49 @@ class Evolution:
         self._root: Program | None = None
         self.stop_reason = ""
         self.error = ""
+        self._spent_usd = 0.0
+        self._novelty = get_novelty(ctx.config.novelty)
 
     # --- one candidate, in two halves -------------------------------------------------
     async def propose(self, island: int) -> Program | None:
-        """Select a parent, prompt the LLM, apply its edit and commit the child."""
-        archive = self.ctx.archive
-        parent = archive.sample_parent(island) or self._root
+        """Select a parent, prompt the LLM, apply its edit and commit the child.
+
+        A near-duplicate (``[novelty]``) is rejected and the same parent is asked again,
+        up to ``novelty.max_attempts`` times.
+        """
+        parent = self.ctx.archive.sample_parent(island) or self._root
         task = {
             "description": self.ctx.config.task.description,
             "direction": self.ctx.config.evaluator.direction,
         }
         variables, files = prompt_context(
-            archive, self.ctx.lineage, self.ctx.rules, self.ctx.config.prompt, parent, task
+            self.ctx.archive,
+            self.ctx.lineage,
+            self.ctx.rules,
+            self.ctx.config.prompt,
+            parent,
+            task,
         )
+        for _ in range(self.ctx.config.novelty.max_attempts if self._novelty else 1):
+            child = await self._propose_once(parent, island, variables, files)
+            if not child.reason.startswith(NEAR_DUPLICATE):
+                break
+        if child.status is ProgramStatus.REJECTED:
+            return None
+        return child
+
+    async def _propose_once(
+        self, parent: Program, island: int, variables: dict, files: dict[str, str]
+    ) -> Program:
+        """One LLM call and its outcome, stored: a proposed child or a rejection."""
         completion = await self.ctx.llm.complete(render_messages(self.ctx.templates, variables))
+        self._spent_usd += completion.cost_usd
         edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
+        if edit.ok and self._novelty is not None:
+            edit = await self._check_novelty(edit, variables, files)
         child = self._commit_child(parent, island, edit, completion.model)
-        archive.new_program(child)
-        archive.record_llm_call(
+        self.ctx.archive.new_program(child)
+        self.ctx.archive.record_llm_call(
             child.id,
             completion.model,
             prompt_tokens=completion.prompt_tokens,
@@ -76,9 +104,47 @@ class Evolution:
             latency_s=completion.latency_s,
         )
         if child.status is ProgramStatus.REJECTED:
+            self._reward(child, None)
             self._on_event(Event(child, None, None, self._evaluated, self._target))
-            return None
         return child
+
+    async def _check_novelty(
+        self, edit: EditResult, variables: dict, files: dict[str, str]
+    ) -> EditResult:
+        """Reject an edit whose files nearly duplicate the parent or a program shown with it."""
+        text = _joined({**files, **edit.changes})
+        others = [_joined(files)] + [
+            _joined({f["path"]: f["content"] for f in other["files"]})
+            for other in variables["inspirations"]
+        ]
+        near, similarity = await self._novelty.is_near_duplicate(text, others)
+        if not near:
+            return edit
+        threshold = self.ctx.config.novelty.threshold
+        error = f"{NEAR_DUPLICATE} (similarity {similarity:.3f} >= {threshold})"
+        return EditResult(changes=edit.changes, error=error, kind=edit.kind)
+
+    def _reward(self, program: Program, evaluation: Evaluation | None) -> None:
+        """Tell the model ensemble how much this child improved on its parent.
+
+        None (a rejected reply or a failed evaluation) counts as no improvement; a parent
+        without a score (a repair) gives 0.
+        """
+        if not isinstance(self.ctx.llm, EnsembleLLM) or program.model is None:
+            return
+        improvement = None
+        if evaluation is not None and evaluation.ok and program.parent_id is not None:
+            parent = self.ctx.archive.evaluation(program.parent_id)
+            improvement = 0.0
+            if parent is not None and parent.ok:
+                sign = 1.0 if self.ctx.config.evaluator.direction == "maximize" else -1.0
+                improvement = sign * (evaluation.score - parent.score)
+        self.ctx.llm.reward(program.model, improvement)
+
+    def _within_budget(self) -> bool:
+        """Whether spent plus in-flight cost leaves room under ``run.max_cost_usd``."""
+        in_flight = self.ctx.llm.in_flight_usd if isinstance(self.ctx.llm, EnsembleLLM) else 0.0
+        return budget_allows(self._spent_usd, in_flight, self.ctx.config.run.max_cost_usd)
 
     def _commit_child(self, parent: Program, island: int, edit: EditResult, model: str) -> Program:
         """The child as a lineage commit with its ref, or as a rejection with its reason."""
@@ -109,12 +175,31 @@ class Evolution:
         self._evaluating.add(program.id)
         evaluation = await asyncio.to_thread(self._evaluate_in_workdir, program)
         self._evaluating.discard(program.id)
+        evaluation = self._with_builtin_features(program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
+        self._reward(program, evaluation)
         if program.parent_id is not None:
-            self._evaluated += 1
+            # Run-wide: other workers sharing the archive count towards the iterations too.
+            self._evaluated = max(self._evaluated + 1, self.ctx.archive.evaluated_count())
         self._on_event(Event(program, evaluation, added, self._evaluated, self._target))
         self._check_target(evaluation)
         return evaluation
+
+    def _with_builtin_features(self, program: Program, evaluation: Evaluation) -> Evaluation:
+        """Merge the built-in features the axes name; the evaluator's own values win."""
+        axes = self.ctx.config.archive.features
+        parent = None if program.parent_id is None else self.ctx.archive.get(program.parent_id)
+        extra = builtin_features(
+            self.ctx.lineage,
+            self.ctx.rules,
+            program,
+            None if parent is None else parent.commit,
+            evaluation,
+            axes,
+        )
+        if not extra:
+            return evaluation
+        return replace(evaluation, features={**extra, **evaluation.features})
 
     def _evaluate_in_workdir(self, program: Program) -> Evaluation:
         """Blocking part of ``evaluate``; runs in a worker thread."""
@@ -129,21 +214,31 @@ class Evolution:
 
     # --- the steady-state scheduler ---------------------------------------------------
     @property
+    def in_flight(self) -> tuple[int, int]:
+        """``(LLM calls, evaluations)`` running now; read by progress displays."""
+        return self._proposing, len(self._evaluating)
+
+    @property
     def _target(self) -> int:
         return self.ctx.config.run.iterations
 
     async def run(self) -> str:
         """Run until iterations, target score, proposal cap or an error; return why it stopped."""
         stats = self.ctx.archive.stats()
+        self._spent_usd = stats["cost_usd"]
         self._evaluated, self._proposals = stats["evaluated"], max(0, stats["programs"] - 1)
         workers: list[asyncio.Task] = []
+        self.ctx.archive.join()
         try:
-            self._root = await self._seed()
-            workers = self._start_workers()
+            orphans = self.ctx.archive.pending()
+            self._root = await self._seed(orphans)
+            workers = self._start_workers(orphans)
             await self._wait(lambda: bool(self.stop_reason) or self._exhausted())
             self.stop_reason = self.stop_reason or (
                 "iterations" if self._evaluated >= self._target else "max_proposals"
             )
+        except SandboxError as exc:  # while evaluating the initial program
+            self.error, self.stop_reason = str(exc), "sandbox_error"
         except asyncio.CancelledError:
             self.stop_reason = "interrupted"
             raise
@@ -151,21 +246,34 @@ class Evolution:
             await self._shutdown(workers)
         return self.stop_reason
 
-    def _start_workers(self) -> list[asyncio.Task]:
-        """Queue the programs left pending by an earlier session, then start every worker."""
-        for program in self.ctx.archive.pending():
-            if program.parent_id is not None:
-                self._pending += 1
-                self._queue.put_nowait(program)
+    def _start_workers(self, orphans: list[Program]) -> list[asyncio.Task]:
+        """Queue the programs this worker claimed from gone workers, then start every worker."""
+        self._enqueue(p for p in orphans if p.parent_id is not None)
         run = self.ctx.config.run
         proposers = [self._propose_forever(i) for i in range(run.proposal_concurrency)]
         evaluators = [self._evaluate_forever() for _ in range(run.eval_concurrency)]
-        return [asyncio.create_task(self._guard(work)) for work in proposers + evaluators]
+        tasks = proposers + evaluators + [self._heartbeat_forever()]
+        return [asyncio.create_task(self._guard(work)) for work in tasks]
 
-    async def _seed(self) -> Program:
-        """Create and evaluate the initial program (once per run)."""
+    def _enqueue(self, programs: Iterable[Program]) -> None:
+        """Queue claimed programs for evaluation."""
+        for program in programs:
+            self._pending += 1
+            self._queue.put_nowait(program)
+
+    async def _heartbeat_forever(self) -> None:
+        """Keep this worker's lease, and take over the programs of workers that died."""
+        while True:
+            await asyncio.sleep(self.ctx.config.archive.lease_s / 3)
+            self.ctx.archive.heartbeat()
+            self._enqueue(self.ctx.archive.pending(include_own=False))
+            await self._notify()
+
+    async def _seed(self, orphans: list[Program]) -> Program:
+        """Create and evaluate the initial program (once per run, by the worker owning it)."""
         archive, lineage = self.ctx.archive, self.ctx.lineage
         root = archive.root()
+        mine = root is None or any(p.id == root.id for p in orphans)
         if root is None:
             base = lineage.base()
             root = Program(
@@ -178,7 +286,7 @@ class Evolution:
             )
             lineage.set_ref(root.id, base)
             archive.new_program(root)
-        if archive.evaluation(root.id) is None:
+        if mine and archive.evaluation(root.id) is None:
             evaluation = await self.evaluate(root)
             if not evaluation.ok:
                 log.warning(
@@ -207,6 +315,10 @@ class Evolution:
         while True:
             await self._wait(lambda: self._has_room() or self._stopping())
             if self._proposals >= self.ctx.config.run.max_proposals or self._stopping():
+                return
+            if not self._within_budget():
+                self.stop_reason = self.stop_reason or "max_cost"
+                await self._notify()
                 return
             self._proposals += 1
             self._proposing += 1
@@ -275,3 +387,8 @@ class Evolution:
         await asyncio.gather(*workers, return_exceptions=True)
         for program_id in self._evaluating:
             self.ctx.archive.set_status(program_id, ProgramStatus.INTERRUPTED, self.stop_reason)
+
+
+def _joined(files: dict[str, str]) -> str:
+    """A program's editable files as one text, in path order (what novelty compares)."""
+    return "\n".join(files[path] for path in sorted(files))

@@ -8,16 +8,24 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cambrian.agent._files import FileRules
+from cambrian.agent._models import resolve_models
 from cambrian.archive import GitLineage, SqlArchive
-from cambrian.config import CambrianConfig, apply_override, build_config, load_config
+from cambrian.config import (
+    CambrianConfig,
+    apply_override,
+    build_config,
+    find_config_file,
+    load_config,
+)
 from cambrian.errors import CambrianError, ConfigError
 from cambrian.evaluators import CommandEvaluator
-from cambrian.llm import OFFLINE_NOTICE, OfflineModelServer, default_model_from_env, get_llm
+from cambrian.evaluators.compat import CompatEvaluator, detect_task
+from cambrian.llm import ModelServer, get_llm
 from cambrian.prompts import template_set
 from cambrian.sandbox import get_sandbox, make_limits
 from cambrian.types import LLM, Sandbox
@@ -40,26 +48,40 @@ class RunContext:
     archive: SqlArchive
     lineage: GitLineage
     sandbox: Sandbox
-    evaluator: CommandEvaluator
+    evaluator: CommandEvaluator | CompatEvaluator
     llm: LLM
     rules: FileRules
     protected: list[str]
     templates: Path
     resumed: bool
-    offline: OfflineModelServer | None = None
+    servers: list[ModelServer] = field(default_factory=list)
 
     @property
     def work_root(self) -> Path:
-        """Scratch folder holding one fresh work dir per evaluation."""
-        return self.run_dir / "work"
+        """This process's scratch folder: one fresh work dir per evaluation.
+
+        Per process, because several workers may share one run folder.
+        """
+        return self.run_dir / "work" / str(os.getpid())
 
     def close(self) -> None:
         """Stop the sandbox, the local model server and the database, in that order."""
         self.sandbox.close()
-        if self.offline is not None:
-            self.offline.stop()
+        for server in self.servers:
+            server.stop()
         self.archive.close()
         self.lineage.close()
+
+
+def _remove_dead_workdirs(work: Path) -> None:
+    """Delete the scratch folders of worker processes that are gone (on this host)."""
+    if not work.is_dir():
+        return
+    for folder in work.iterdir():
+        if folder.name.isdigit() and not Path(f"/proc/{folder.name}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        elif not folder.name.isdigit():
+            shutil.rmtree(folder, ignore_errors=True)  # left by an older layout
 
 
 def archive_url(config: CambrianConfig, run_dir: Path) -> str:
@@ -113,21 +135,24 @@ def _stored_config(
     return data, build_config(data, str(run_dir / CONFIG_JSON))
 
 
-def _resolve_model(config: CambrianConfig) -> tuple[CambrianConfig, OfflineModelServer | None]:
-    """Fill in the model: as configured, a provider default, or the offline demo model."""
-    if config.llm.model:
-        return config, None
-    model = default_model_from_env(os.environ)
-    if model:
-        log.info("llm.model not set; using %s (an API key was found in the environment)", model)
-        return config.model_copy(
-            update={"llm": config.llm.model_copy(update={"model": model})}
-        ), None
-    server = OfflineModelServer()
-    url = server.start()
-    log.warning(OFFLINE_NOTICE)
-    llm = config.llm.model_copy(update={"model": server.model, "api_base": url})
-    return config.model_copy(update={"llm": llm}), server
+def _foreign_config(
+    task_dir: Path, extra: dict[str, Any], overrides: list[str]
+) -> CambrianConfig | None:
+    """The config of an OpenEvolve or ShinkaEvolve folder that has no cambrian config."""
+    if find_config_file(task_dir) is not None or "command" in extra.get("evaluator", {}):
+        return None
+    found = detect_task(task_dir)
+    if found is None:
+        return None
+    log.info("%s has no cambrian.toml: running it as a %s task", task_dir, found.format)
+    for line in found.warnings():
+        log.warning(line)
+    data = json.loads(json.dumps(found.config))
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build_config(data, f"{task_dir} ({found.format} task)")
 
 
 def _prepare(
@@ -141,7 +166,7 @@ def _prepare(
     task_dir = (task_dir or Path(".")).resolve()
     if not task_dir.is_dir():
         raise ConfigError(f"task folder {task_dir} does not exist")
-    config = load_config(task_dir, overrides, extra)
+    config = _foreign_config(task_dir, extra, overrides) or load_config(task_dir, overrides, extra)
     data = config.model_dump(mode="json", exclude_unset=True)
     meta = {"run_id": uuid.uuid4().hex[:12], "task_dir": str(task_dir), "created": time.time()}
     return meta, data, config, run_dir or default_run_dir(task_dir), False
@@ -182,8 +207,13 @@ def open_run(
 
 def _open_stores(
     meta: dict[str, Any], config: CambrianConfig, run_dir: Path, base: str
-) -> tuple[SqlArchive, Sandbox, CommandEvaluator]:
-    """The archive (migrated, with this run's row), the sandbox and the evaluator."""
+) -> tuple[SqlArchive, Sandbox, CommandEvaluator | CompatEvaluator]:
+    """The sandbox, the archive (migrated, with this run's row) and the evaluator.
+
+    The run's row records the sandbox's identity (backend, isolation, image digest), so
+    results can be reproduced.
+    """
+    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
     archive = SqlArchive(
         config.archive,
         url=archive_url(config, run_dir),
@@ -192,11 +222,12 @@ def _open_stores(
         seed=config.run.seed,
     )
     archive.open()
-    archive.ensure_run({**meta, "base_commit": base})
-    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
-    evaluator = CommandEvaluator(
+    archive.ensure_run({**meta, "base_commit": base, "sandbox": sandbox.identity()})
+    evaluator: CommandEvaluator | CompatEvaluator = CommandEvaluator(
         config.evaluator, sandbox, make_limits(config.sandbox, config.evaluator.timeout_s)
     )
+    if config.evaluator.adapter != "none":
+        evaluator = CompatEvaluator(config.evaluator.adapter, evaluator)
     return archive, sandbox, evaluator
 
 
@@ -207,8 +238,8 @@ def _open_rooms(
     task = Path(meta["task_dir"])
     lineage = GitLineage(run_dir / "lineage.git")
     base = lineage.init_from(task)
-    rules = FileRules(config.task.editable, config.evaluator.protected)
     base_files = lineage.list_files(base)
+    rules = FileRules(config.task.editable, config.evaluator.protected, base_files)
     if not rules.editable_files(base_files):
         lineage.close()
         raise ConfigError(
@@ -217,12 +248,12 @@ def _open_rooms(
         )
     archive, sandbox, evaluator = _open_stores(meta, config, run_dir, base)
     try:
-        config, offline = _resolve_model(config)
+        config, servers = resolve_models(config, run_dir)
     except CambrianError:
         archive.close()
         lineage.close()
         raise
-    shutil.rmtree(run_dir / "work", ignore_errors=True)
+    _remove_dead_workdirs(run_dir / "work")
     return RunContext(
         run_id=meta["run_id"],
         run_dir=run_dir,
@@ -232,10 +263,10 @@ def _open_rooms(
         lineage=lineage,
         sandbox=sandbox,
         evaluator=evaluator,
-        llm=get_llm(config.llm),
+        llm=get_llm(config.llm, seed=config.run.seed),
         rules=rules,
         protected=rules.protected_files(base_files),
         templates=template_set(config.prompt.templates, task),
         resumed=resumed,
-        offline=offline,
+        servers=servers,
     )

@@ -9,9 +9,11 @@ from cambrian.archive._selection import (
     select_parent,
 )
 from cambrian.archive._store import SqlArchive, new_program_id
+from cambrian.archive._views import ArchiveViews
 
 __all__ = [
     "SELECTION_POLICIES",
+    "ArchiveViews",
     "GitLineage",
     "SqlArchive",
     "bin_index",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from cambrian.archive._cells import is_better
 from cambrian.archive._rows import program_values
 from cambrian.archive._schema import CellRow, EvaluationRow, LlmCallRow, ProgramRow, RunRow
-from cambrian.types import AddStatus, Program, ProgramStatus
+from cambrian.archive._selection import EliteRow
+from cambrian.types import Program, ProgramStatus
 
 RUNS = RunRow.__table__
 PROGRAMS = ProgramRow.__table__
@@ -24,14 +23,19 @@ def touch(conn: Connection, run_id: str, now: float) -> None:
     conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(updated_at=now))
 
 
-def insert_program(conn: Connection, run_id: str, program: Program, now: float) -> None:
-    """Insert a program row with the run's next sequence number."""
+def insert_program(
+    conn: Connection, run_id: str, program: Program, now: float, owner: str | None = None
+) -> None:
+    """Insert a program row with the run's next sequence number, owned by ``owner``."""
     last = select(func.max(PROGRAMS.c.seq)).where(PROGRAMS.c.run_id == run_id)
     seq = (conn.execute(last).scalar() or 0) + 1
-    conn.execute(insert(PROGRAMS).values(program_values(program, run_id, seq, now)))
+    values = program_values(program, run_id, seq, now)
+    conn.execute(insert(PROGRAMS).values(owner=owner, **values))
 
 
-def upsert_program(conn: Connection, run_id: str, program: Program, now: float) -> None:
+def upsert_program(
+    conn: Connection, run_id: str, program: Program, now: float, owner: str | None = None
+) -> None:
     """Update a program's status and reason, inserting it if it was never stored."""
     result = conn.execute(
         update(PROGRAMS)
@@ -39,33 +43,23 @@ def upsert_program(conn: Connection, run_id: str, program: Program, now: float) 
         .values(status=str(program.status), reason=program.reason, updated_at=now)
     )
     if result.rowcount == 0:
-        insert_program(conn, run_id, program, now)
+        insert_program(conn, run_id, program, now, owner)
 
 
-def place(
-    conn: Connection, run_id: str, program: Program, key: str, score: float, maximize: bool
-) -> AddStatus:
-    """Put the program in cell ``key`` if the cell is empty or it strictly beats the elite."""
-    if math.isnan(score):
-        return AddStatus.NOT_ADDED
-    where = (CELLS.c.run_id == run_id, CELLS.c.island == program.island, CELLS.c.key == key)
-    incumbent = conn.execute(select(CELLS.c.score).where(*where).with_for_update()).scalar()
-    if not is_better(score, incumbent, maximize):
-        return AddStatus.NOT_ADDED
-    if incumbent is None:
-        cell = {"run_id": run_id, "island": program.island, "key": key}
-        conn.execute(insert(CELLS).values(program_id=program.id, score=score, **cell))
-        return AddStatus.NEW_CELL
-    conn.execute(update(CELLS).where(*where).values(program_id=program.id, score=score))
-    return AddStatus.IMPROVED
-
-
-def elites(conn: Connection, run_id: str, island: int) -> list[tuple[str, float]]:
-    """Return ``(program_id, score)`` of the island's cell elites, ordered by cell key."""
-    query = select(CELLS.c.program_id, CELLS.c.score).where(
-        CELLS.c.run_id == run_id, CELLS.c.island == island
+def elites(conn: Connection, run_id: str, island: int, counters: bool = False) -> list[EliteRow]:
+    """Return the island's cell elites ordered by cell key (with selection counters if asked)."""
+    where = (CELLS.c.run_id == run_id, CELLS.c.island == island)
+    if not counters:
+        query = select(CELLS.c.program_id, CELLS.c.score).where(*where)
+        return [EliteRow(pid, score) for pid, score in conn.execute(query.order_by(CELLS.c.key))]
+    p = PROGRAMS.c
+    query = (
+        select(CELLS.c.program_id, CELLS.c.score, p.children, p.successes, p.clade_trials)
+        .add_columns(p.clade_successes)
+        .join(PROGRAMS, PROGRAMS.c.id == CELLS.c.program_id)
+        .where(*where)
     )
-    return [(pid, score) for pid, score in conn.execute(query.order_by(CELLS.c.key))]
+    return [EliteRow(*row) for row in conn.execute(query.order_by(CELLS.c.key))]
 
 
 def best_others(

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 declarative schema of the archive; migration 0001 creates exactly these tables.
+"""SQLAlchemy 2 declarative schema of the archive; migrations 0001 and 0002 create exactly it.
 
 Timestamps are UNIX epoch seconds (float); JSON values are stored as text.
 """
@@ -22,6 +22,8 @@ class RunRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     meta: Mapped[str] = mapped_column(Text, default="{}")
+    evaluated: Mapped[int] = mapped_column(Integer, default=0)
+    centroids: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ProgramRow(Base):
@@ -33,6 +35,7 @@ class ProgramRow(Base):
         Index("ix_programs_run_status", "run_id", "status", "seq"),
         Index("ix_programs_run_tree", "run_id", "tree"),
         Index("ix_programs_parent", "parent_id", "seq"),
+        Index("ix_programs_run_owner", "run_id", "owner"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -49,6 +52,11 @@ class ProgramRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    children: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    clade_trials: Mapped[int] = mapped_column(Integer, default=0)
+    clade_successes: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class EvaluationRow(Base):
@@ -73,6 +81,7 @@ class CellRow(Base):
     """The elite of one MAP-Elites cell of one island."""
 
     __tablename__ = "cells"
+    __table_args__ = (Index("ix_cells_run_island_score", "run_id", "island", "score"),)
 
     run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"), primary_key=True)
     island: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -98,3 +107,32 @@ class LlmCallRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class WorkerRow(Base):
+    """One ``cambrian run`` process working on a run; its heartbeat keeps its programs."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_run", "run_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class MigrationRow(Base):
+    """One elite placed on another island by a ring migration or an island reset."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (Index("ix_migrations_run", "run_id", "island"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"))
+    at_evaluated: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    island: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    program_id: Mapped[str] = mapped_column(String(32), ForeignKey("programs.id"))

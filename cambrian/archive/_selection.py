@@ -1,12 +1,43 @@
-"""Parent and inspiration selection policies: pure functions over ``(program_id, score)``."""
+"""Parent and inspiration selection policies: pure functions over elite rows.
+
+Every policy has the signature ``policy(elites, maximize, rng, params) -> program_id`` and
+reads only its inputs, so it is tested on fixed rows without a database.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
-#: One elite as the policies see it: its program id and its score.
-Elite = tuple[str, float]
+from cambrian.config import SelectionConfig
+
+
+class EliteRow(NamedTuple):
+    """One cell elite as the policies see it.
+
+    Attributes:
+        program_id: The elite's program id.
+        score: Its score.
+        children: Its evaluated children.
+        successes: Those children that beat it.
+        clade_trials: Evaluated descendants (children included) up to ``clade_depth``.
+        clade_successes: Those descendants that beat their own parent.
+    """
+
+    program_id: str
+    score: float
+    children: int = 0
+    successes: int = 0
+    clade_trials: int = 0
+    clade_successes: int = 0
+
+
+#: Back-compatible name: ``(program_id, score)`` tuples are accepted wherever rows are.
+Elite = EliteRow
+Policy = Callable[[Sequence[EliteRow], bool, random.Random, SelectionConfig], str]
 
 
 def rank_weights(scores: Sequence[float], maximize: bool) -> list[float]:
@@ -29,45 +60,136 @@ def rank_weights(scores: Sequence[float], maximize: bool) -> list[float]:
     return [float(n - first_rank[score]) for score in scores]
 
 
-def select_uniform(elites: Sequence[Elite], maximize: bool, rng: random.Random) -> str:
-    """Pick an elite uniformly at random.
+def normalized_scores(scores: Sequence[float], maximize: bool, how: str) -> list[float]:
+    """Return scores on a common scale where higher is better.
 
     Args:
-        elites: Non-empty list of ``(program_id, score)``.
-        maximize: Unused; kept so every policy has the same signature.
-        rng: The caller's random generator.
+        scores: Raw scores.
+        maximize: True when higher raw scores are better.
+        how: ``rank`` (best 1, worst 1/n, ties share the better rank) or ``zscore``
+            (standardised; all zeros when every score is equal).
     """
-    return elites[rng.randrange(len(elites))][0]
+    if not scores:
+        return []
+    if how == "rank":
+        n = len(scores)
+        return [w / n for w in rank_weights(scores, maximize)]
+    if how != "zscore":
+        raise ValueError(f"how: unknown normalisation {how!r}; use rank or zscore")
+    signed = [s if maximize else -s for s in scores]
+    mean = statistics.fmean(signed)
+    std = statistics.pstdev(signed)
+    return [0.0 if std == 0 else (s - mean) / std for s in signed]
 
 
-def select_fitness(elites: Sequence[Elite], maximize: bool, rng: random.Random) -> str:
-    """Pick an elite with probability proportional to its rank weight (better is likelier).
+def softmax(values: Sequence[float], temperature: float) -> list[float]:
+    """Return softmax probabilities of ``values / temperature`` (max-shifted, so no overflow)."""
+    top = max(values)
+    weights = [math.exp((v - top) / temperature) for v in values]
+    total = sum(weights)
+    return [w / total for w in weights]
 
-    Args:
-        elites: Non-empty list of ``(program_id, score)``.
-        maximize: True when higher scores are better.
-        rng: The caller's random generator.
+
+def select_uniform(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Classic MAP-Elites: every elite is equally likely."""
+    return elites[rng.randrange(len(elites))].program_id
+
+
+def select_fitness(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Softmax over rank- or z-normalised scores (``params.normalize``, ``temperature``)."""
+    norm = normalized_scores([e.score for e in elites], maximize, params.normalize)
+    weights = softmax(norm, params.temperature)
+    return rng.choices(elites, weights=weights, k=1)[0].program_id
+
+
+def power_law_weights(scores: Sequence[float], maximize: bool, alpha: float) -> list[float]:
+    """Return ``rank ** -alpha`` with rank 1 the best (ties share the better rank)."""
+    n = len(scores)
+    return [(n - w + 1) ** -alpha for w in rank_weights(scores, maximize)]
+
+
+def select_power_law(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Power law by rank: the r-th best weighs ``r ** -alpha``."""
+    weights = power_law_weights([e.score for e in elites], maximize, params.alpha)
+    return rng.choices(elites, weights=weights, k=1)[0].program_id
+
+
+def dgm_weights(elites: Sequence[EliteRow], maximize: bool, k: float) -> list[float]:
+    """Return DGM weights: ``sigmoid(k * (score - median)) / (1 + children)``."""
+    signed = [e.score if maximize else -e.score for e in elites]
+    median = statistics.median(signed)
+    out = []
+    for elite, score in zip(elites, signed, strict=True):
+        x = max(-60.0, min(60.0, k * (score - median)))
+        out.append(1.0 / (1.0 + math.exp(-x)) / (1 + elite.children))
+    return out
+
+
+def select_dgm(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Darwin Gödel Machine: good scores, few children (``params.dgm_k``)."""
+    weights = dgm_weights(elites, maximize, params.dgm_k)
+    return rng.choices(elites, weights=weights, k=1)[0].program_id
+
+
+def select_thompson(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Clade Thompson sampling (HGM): draw Beta(1 + successes, 1 + failures) of each clade.
+
+    A success is a descendant that beat its own parent; the highest draw wins.
     """
-    weights = rank_weights([score for _, score in elites], maximize)
-    return rng.choices(elites, weights=weights, k=1)[0][0]
+    draws = [
+        rng.betavariate(1 + e.clade_successes, 1 + max(0, e.clade_trials - e.clade_successes))
+        for e in elites
+    ]
+    return elites[max(range(len(elites)), key=draws.__getitem__)].program_id
 
 
-SELECTION_POLICIES: dict[str, Callable[[Sequence[Elite], bool, random.Random], str]] = {
+def select_tournament(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Tournament: the best of ``params.tournament`` distinct random elites (first on ties)."""
+    picked = sorted(rng.sample(range(len(elites)), k=min(params.tournament, len(elites))))
+    sign = 1.0 if maximize else -1.0
+    return elites[max(picked, key=lambda i: (sign * elites[i].score, -i))].program_id
+
+
+SELECTION_POLICIES: dict[str, Policy] = {
     "uniform": select_uniform,
     "fitness": select_fitness,
+    "power_law": select_power_law,
+    "dgm": select_dgm,
+    "thompson": select_thompson,
+    "tournament": select_tournament,
 }
+
+#: Policies that need the children and clade counters, not only the scores.
+COUNTER_POLICIES = frozenset({"dgm", "thompson"})
 
 
 def select_parent(
-    policy: str, elites: Sequence[Elite], maximize: bool, rng: random.Random
+    policy: str,
+    elites: Sequence[EliteRow | tuple],
+    maximize: bool,
+    rng: random.Random,
+    params: SelectionConfig | None = None,
 ) -> str | None:
     """Pick a parent among ``elites`` with the named policy.
 
     Args:
         policy: A key of ``SELECTION_POLICIES`` (``ArchiveConfig.selection``).
-        elites: ``(program_id, score)`` of the island's cell elites, in a stable order.
+        elites: Elite rows (or ``(program_id, score)`` tuples) in a stable order.
         maximize: True when higher scores are better.
         rng: The caller's random generator.
+        params: The policies' parameters (``ArchiveConfig.policy``); None: the defaults.
 
     Returns:
         The chosen program id, or None when ``elites`` is empty.
@@ -79,11 +201,12 @@ def select_parent(
         raise ValueError(f"policy: unknown selection policy {policy!r}")
     if not elites:
         return None
-    return SELECTION_POLICIES[policy](elites, maximize, rng)
+    rows = [e if isinstance(e, EliteRow) else EliteRow(*e) for e in elites]
+    return SELECTION_POLICIES[policy](rows, maximize, rng, params or SelectionConfig())
 
 
 def pick_inspirations(
-    elites: Sequence[Elite],
+    elites: Sequence[EliteRow | tuple],
     *,
     exclude: str,
     n: int,
@@ -91,10 +214,10 @@ def pick_inspirations(
     maximize: bool,
     rng: random.Random,
 ) -> list[str]:
-    """Pick up to ``n`` elites: the ``top_k`` best, then random others; never ``exclude``.
+    """Pick up to ``n`` elites: the ``top_k`` best, then diverse random others; never ``exclude``.
 
     Args:
-        elites: ``(program_id, score)`` candidates, in a stable order.
+        elites: Elite rows or ``(program_id, score)`` tuples, in a stable order.
         exclude: The parent's id, never returned.
         n: How many to return at most.
         top_k: How many of them are the best elites (capped at ``n``).
@@ -104,7 +227,7 @@ def pick_inspirations(
     Returns:
         Distinct program ids, best first, then the random ones.
     """
-    pool = {pid: score for pid, score in elites if pid != exclude}
+    pool = {e[0]: e[1] for e in elites if e[0] != exclude}
     if n <= 0 or not pool:
         return []
     ranked = sorted(pool, key=lambda pid: -pool[pid] if maximize else pool[pid])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import string
 import threading
 import time
 import uuid
@@ -17,18 +16,18 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from cambrian.archive import _ownership as own
+from cambrian.archive import _placement as pl
 from cambrian.archive import _queries as q
-from cambrian.archive._cells import cell_key
+from cambrian.archive._cells import cell_key, cvt_centroids, cvt_key
 from cambrian.archive._migrate import READONLY, make_engine, upgrade
-from cambrian.archive._queries import CELLS, EVALUATIONS, LLM_CALLS, PROGRAMS, RUNS
-from cambrian.archive._rows import evaluation_from_row, evaluation_values, program_from_row
-from cambrian.archive._selection import pick_inspirations, select_parent
+from cambrian.archive._queries import EVALUATIONS, LLM_CALLS, PROGRAMS, RUNS
+from cambrian.archive._reads import ArchiveReads
+from cambrian.archive._rows import evaluation_values, program_from_row
+from cambrian.archive._selection import COUNTER_POLICIES, pick_inspirations, select_parent
 from cambrian.config import ArchiveConfig
 from cambrian.errors import ArchiveError
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
-
-_PENDING = (ProgramStatus.PROPOSED, ProgramStatus.EVALUATING, ProgramStatus.INTERRUPTED)
-_REFUSED = (ProgramStatus.REJECTED, ProgramStatus.FAILED)
 
 
 def new_program_id() -> str:
@@ -36,12 +35,14 @@ def new_program_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class SqlArchive:
-    """The archive of one run in any SQLAlchemy database (SQLite by default).
+class SqlArchive(ArchiveReads):
+    """The archive of one run in any SQLAlchemy database (SQLite or PostgreSQL).
 
     Implements the ``Archive`` Protocol. Every state change is committed at once, so a
     run killed at any moment resumes from the database. Construction touches nothing;
     ``open()`` (called lazily by every method) creates the engine and migrates the schema.
+    Several processes may share one run: each instance is a worker that owns the programs
+    it proposes (see ``join`` and ``pending``); cell updates lock the run row.
 
     Args:
         config: The ``[archive]`` config section (islands, selection policy, feature axes).
@@ -68,8 +69,12 @@ class SqlArchive:
         self._url = url
         self._run_id = run_id
         self._maximize = maximize
+        self._seed = seed
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._worker = uuid.uuid4().hex
+        self._joined = False
+        self._centroids: list[list[float]] | None = None
         self._engine: Engine | None = None
         self._reader: Engine | None = None
 
@@ -98,9 +103,13 @@ class SqlArchive:
             self._engine = engine
 
     def close(self) -> None:
-        """Release the engine's connections; the archive reopens lazily if used again."""
+        """Leave the run (if joined) and release the engine; it reopens lazily if used again."""
         with self._lock:
             if self._engine is not None:
+                if self._joined:
+                    with self._engine.begin() as conn:
+                        own.leave(conn, self._worker)
+                    self._joined = False
                 self._engine.dispose()
             self._engine = self._reader = None
 
@@ -146,7 +155,8 @@ class SqlArchive:
         now = time.time()
         try:
             with self._write() as conn:
-                q.insert_program(conn, self._run_id, program, now)
+                pl.lock_run(conn, self._run_id)
+                q.insert_program(conn, self._run_id, program, now, owner=self._worker)
                 q.touch(conn, self._run_id, now)
         except IntegrityError as exc:
             raise ValueError(f"program: cannot insert {program.id}: {exc.orig}") from None
@@ -173,7 +183,10 @@ class SqlArchive:
 
         The program becomes EVALUATED (ok) or FAILED (reason from the evaluation); it is
         inserted first if it was never stored. An ok evaluation takes the cell of
-        (island, features) when the cell is empty or it strictly beats the elite.
+        (island, features) when the cell is empty or it strictly beats the elite (on a tie
+        the elite stays). A child's outcome is counted on its parent and ancestors for the
+        selection policies; every ``migration_interval`` (``reset_interval``) evaluated
+        children, the islands migrate (reset) in the same transaction.
 
         Returns:
             NEW_CELL, IMPROVED, or NOT_ADDED (lost to the elite, or failed).
@@ -185,18 +198,23 @@ class SqlArchive:
         status = ProgramStatus.EVALUATED if ok else ProgramStatus.FAILED
         reason = "" if ok else (evaluation.reason or f"evaluation {evaluation.status}")
         stored = replace(program, status=status, reason=reason)
+        key = self.cell_of(evaluation.features)
+        score = float(evaluation.score) if ok else None  # type: ignore[arg-type]
         now = time.time()
         try:
             with self._write() as conn:
-                q.upsert_program(conn, self._run_id, stored, now)
+                pl.lock_run(conn, self._run_id)
+                q.upsert_program(conn, self._run_id, stored, now, owner=self._worker)
                 conn.execute(
                     insert(EVALUATIONS).values(evaluation_values(program.id, evaluation, now))
                 )
                 placed = AddStatus.NOT_ADDED
-                if ok:
-                    key = cell_key(evaluation.features, self._config.features)
-                    score = float(evaluation.score)  # type: ignore[arg-type]  # ok: has a score
-                    placed = q.place(conn, self._run_id, stored, key, score, self._maximize)
+                if score is not None:
+                    placed = pl.place_in(
+                        conn, self._run_id, program.island, key, program.id, score, self._maximize
+                    )
+                if program.parent_id is not None:
+                    self._count_child(conn, program.parent_id, score)
                 q.touch(conn, self._run_id, now)
         except IntegrityError as exc:
             raise ValueError(
@@ -204,132 +222,104 @@ class SqlArchive:
             ) from None
         return placed
 
+    def cell_of(self, features: dict[str, Any] | Any) -> str:
+        """Return the cell key of these features: grid bins, or the nearest CVT centroid."""
+        if not self._config.cvt_cells:
+            return cell_key(features, self._config.features)
+        return cvt_key(features, self._config.features, self._cvt())
+
     def sample_parent(self, island: int) -> Program | None:
         """Pick a parent among the island's cell elites with the configured policy.
 
         Returns:
             The chosen elite, or None when the island has none yet.
         """
+        policy = self._config.selection
         with self._read() as conn:
-            elites = q.elites(conn, self._run_id, island)
-            chosen = select_parent(self._config.selection, elites, self._maximize, self._rng)
+            elites = q.elites(conn, self._run_id, island, counters=policy in COUNTER_POLICIES)
+            chosen = select_parent(policy, elites, self._maximize, self._rng, self._config.policy)
             if chosen is None:
                 return None
             row = conn.execute(select(PROGRAMS).where(PROGRAMS.c.id == chosen)).one()
         return program_from_row(row)
 
-    def sample_inspirations(self, parent: Program, n: int, top_k: int = 1) -> list[Program]:
-        """Pick up to ``n`` programs of the parent's island to show beside it.
+    def sample_inspirations(
+        self, parent: Program, n: int, top_k: int = 1, ancestors: int = 0
+    ) -> list[Program]:
+        """Pick up to ``n`` programs of the parent's island, then its ``ancestors``, to show.
 
-        The ``top_k`` best cell elites come first, then random elites. When the island has
-        too few elites, its best other evaluated programs fill the rest. The parent is never
-        included and no program appears twice.
+        The ``top_k`` best cell elites come first, then random elites of other cells. When
+        the island has too few elites, its best other evaluated programs fill the rest.
+        Then come up to ``ancestors`` of the parent's own ancestors, nearest first. The
+        parent is never included and no program appears twice.
         """
-        if n <= 0:
+        if n <= 0 and ancestors <= 0:
             return []
+        ids: list[str] = []
         with self._read() as conn:
-            elites = q.elites(conn, self._run_id, parent.island)
-            ids = pick_inspirations(
-                elites, exclude=parent.id, n=n, top_k=top_k, maximize=self._maximize, rng=self._rng
-            )
-            if len(ids) < n:
-                exclude = [parent.id, *ids]
-                ids += q.best_others(
-                    conn, self._run_id, parent.island, exclude, n - len(ids), self._maximize
-                )
+            if ancestors > 0 and parent.parent_id is not None:
+                ids = pl.ancestor_ids(conn, parent.parent_id, ancestors)
+            ids = self._peers(conn, parent, n, top_k, exclude=ids) + ids
             rows = conn.execute(select(PROGRAMS).where(PROGRAMS.c.id.in_(ids))).all()
         by_id = {row.id: program_from_row(row) for row in rows}
         return [by_id[pid] for pid in ids]
 
-    def get(self, program_id: str) -> Program:
-        """Return the program with this id or unique id prefix.
-
-        Raises:
-            KeyError: If no program or several programs of the run match.
-        """
-        key = program_id.strip().lower()
-        if not key or key.strip(string.hexdigits):
-            raise KeyError(f"no program {program_id!r} in run {self._run_id!r}")
-        match = PROGRAMS.c.id == key if len(key) >= 12 else PROGRAMS.c.id.startswith(key)
-        query = select(PROGRAMS).where(PROGRAMS.c.run_id == self._run_id, match)
-        with self._read() as conn:
-            rows = conn.execute(query.order_by(PROGRAMS.c.seq).limit(2)).all()
-        if not rows:
-            raise KeyError(f"no program {program_id!r} in run {self._run_id!r}")
-        if len(rows) > 1:
-            raise KeyError(f"program id prefix {program_id!r} is ambiguous; give more digits")
-        return program_from_row(rows[0])
-
-    def evaluation(self, program_id: str) -> Evaluation | None:
-        """Return the stored evaluation of a program (None if it has none)."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(EVALUATIONS).where(EVALUATIONS.c.program_id == program_id)
-            ).first()
-        return None if row is None else evaluation_from_row(row)
-
-    def root(self) -> Program | None:
-        """Return the run's initial program (the first one without a parent), if stored."""
-        query = select(PROGRAMS).where(
-            PROGRAMS.c.run_id == self._run_id, PROGRAMS.c.parent_id.is_(None)
-        )
-        with self._read() as conn:
-            row = conn.execute(query.order_by(PROGRAMS.c.seq).limit(1)).first()
-        return None if row is None else program_from_row(row)
-
-    def best(self) -> tuple[Program, Evaluation] | None:
-        """Return the best ok evaluation of the run with its program (earliest on ties).
-
-        Every ok evaluation passes through a cell, so the best one is the best elite.
-        """
-        order = CELLS.c.score.desc() if self._maximize else CELLS.c.score.asc()
-        query = (
-            select(PROGRAMS)
-            .join(CELLS, CELLS.c.program_id == PROGRAMS.c.id)
-            .where(CELLS.c.run_id == self._run_id)
-            .order_by(order, PROGRAMS.c.seq)
-            .limit(1)
-        )
-        with self._read() as conn:
-            row = conn.execute(query).first()
-            if row is None:
-                return None
-            found = conn.execute(select(EVALUATIONS).where(EVALUATIONS.c.program_id == row.id))
-            return program_from_row(row), evaluation_from_row(found.one())
-
-    def pending(self) -> list[Program]:
-        """Return programs still to evaluate (proposed, evaluating, interrupted) in seq order."""
-        query = select(PROGRAMS).where(
-            PROGRAMS.c.run_id == self._run_id,
-            PROGRAMS.c.status.in_([str(s) for s in _PENDING]),
-        )
-        with self._read() as conn:
-            rows = conn.execute(query.order_by(PROGRAMS.c.seq)).all()
-        return [program_from_row(row) for row in rows]
-
-    def has_tree(self, tree: str) -> bool:
-        """Return whether a program of this run (not rejected) has this git tree sha."""
-        if not tree:
-            return False
-        query = select(PROGRAMS.c.id).where(
-            PROGRAMS.c.run_id == self._run_id,
-            PROGRAMS.c.tree == tree,
-            PROGRAMS.c.status != str(ProgramStatus.REJECTED),
-        )
-        with self._read() as conn:
-            return conn.execute(query.limit(1)).first() is not None
-
-    def recent_rejections(self, parent_id: str, n: int) -> list[str]:
-        """Return the reasons of the parent's latest rejected or failed children, newest first."""
+    def _peers(
+        self, conn: Connection, parent: Program, n: int, top_k: int, exclude: list[str]
+    ) -> list[str]:
+        """Ids of the top-k and diverse elites beside ``parent`` (none in ``exclude``)."""
         if n <= 0:
             return []
-        query = select(PROGRAMS.c.reason).where(
-            PROGRAMS.c.run_id == self._run_id,
-            PROGRAMS.c.parent_id == parent_id,
-            PROGRAMS.c.status.in_([str(s) for s in _REFUSED]),
+        skip = set(exclude)
+        elites = [e for e in q.elites(conn, self._run_id, parent.island) if e[0] not in skip]
+        ids = pick_inspirations(
+            elites, exclude=parent.id, n=n, top_k=top_k, maximize=self._maximize, rng=self._rng
         )
+        if len(ids) < n:
+            taken = [parent.id, *ids, *exclude]
+            ids += q.best_others(
+                conn, self._run_id, parent.island, taken, n - len(ids), self._maximize
+            )
+        return ids
+
+    def join(self) -> str:
+        """Register this instance as a live worker of the run; return its worker id.
+
+        While its heartbeat (``heartbeat()``, at least every ``lease_s``) is fresh and, on
+        this host, its process lives, no other worker claims the programs it owns.
+        """
+        with self._write() as conn:
+            own.join(conn, self._run_id, self._worker, time.time())
+        self._joined = True
+        return self._worker
+
+    def heartbeat(self) -> None:
+        """Refresh this worker's lease."""
+        with self._write() as conn:
+            own.beat(conn, self._worker, time.time())
+
+    def pending(self, include_own: bool = True) -> list[Program]:
+        """Claim and return the programs still to evaluate whose owner is gone, in seq order.
+
+        Pending means proposed, evaluating or interrupted. Programs owned by another live
+        worker are left alone, so two workers never evaluate the same program.
+
+        Args:
+            include_own: Also return the pending programs this worker already owns.
+        """
+        now = time.time()
+        with self._write() as conn:
+            pl.lock_run(conn, self._run_id)
+            live = own.live_workers(conn, self._run_id, now, self._config.lease_s)
+            rows = own.claim(conn, self._run_id, self._worker, live, include_own)
+        return [program_from_row(row) for row in rows]
+
+    def evaluated_count(self) -> int:
+        """Return the run's evaluated candidates (the initial program not counted)."""
         with self._read() as conn:
-            return list(conn.execute(query.order_by(PROGRAMS.c.seq.desc()).limit(n)).scalars())
+            return conn.execute(
+                select(RUNS.c.evaluated).where(RUNS.c.id == self._run_id)
+            ).scalar_one()
 
     def record_llm_call(
         self,
@@ -361,17 +351,30 @@ class SqlArchive:
             conn.execute(insert(LLM_CALLS).values(values))
             q.touch(conn, self._run_id, now)
 
-    def stats(self) -> dict[str, Any]:
-        """Return counts by status, evaluations, best score, LLM usage, elapsed time, cells."""
-        best = self.best()
-        with self._read() as conn:
-            out = q.counts(conn, self._run_id)
-        out["islands"] = self._config.islands
-        out["best_score"] = None if best is None else best[1].score
-        out["best_program"] = None if best is None else best[0].id
-        return out
+    def _count_child(self, conn: Connection, parent_id: str, score: float | None) -> None:
+        """Selection counters, the run's evaluated count, and migration or reset when due."""
+        config = self._config
+        pl.record_outcome(conn, parent_id, score, self._maximize, config.policy.clade_depth)
+        at = pl.count_evaluated(conn, self._run_id)
+        if config.islands < 2:
+            return
+        if config.migration_interval and at % config.migration_interval == 0:
+            pl.migrate_ring(conn, self._run_id, config.islands, config.migrants, at, self._maximize)
+        if config.reset_interval and at % config.reset_interval == 0:
+            pl.reset_weak_islands(conn, self._run_id, config.islands, at, self._maximize)
 
-    # -- private helpers ---------------------------------------------------------------
+    def _cvt(self) -> list[list[float]]:
+        """The run's CVT centroids: computed once from the seed, stored, then read back."""
+        if self._centroids is None:
+            with self._read() as conn:
+                stored = pl.stored_centroids(conn, self._run_id)
+            if stored is None:
+                axes, config = len(self._config.features), self._config
+                fresh = cvt_centroids(axes, config.cvt_cells, config.cvt_samples, self._seed)
+                with self._write() as conn:
+                    stored = pl.store_centroids(conn, self._run_id, fresh)
+            self._centroids = stored
+        return self._centroids
 
     def _engines(self) -> tuple[Engine, Engine]:
         """Return the (writer, reader) engines, opening the archive on first use."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,17 +11,24 @@ from cambrian.config import EvaluatorConfig
 from cambrian.evaluators._result import ResultError, find_result_text, parse_result, to_evaluation
 from cambrian.types import EvalStatus, Evaluation, Limits, RunResult, Sandbox
 
-RESULT_FILE = ".cambrian-result.json"
+RESULT_PREFIX = ".cambrian-result-"
 TAIL_CHARS = 4000
+NOT_A_FILE = "(not a regular file)"
 
 
 def _digest(workdir: Path, paths: Sequence[str]) -> dict[str, str]:
-    """Hash each existing protected file, so tampering can be detected afterwards."""
+    """Hash each protected path, so tampering can be detected afterwards.
+
+    A path that is not a regular file (a folder or a link put in its place) gets a marker
+    instead of a hash, so replacing a file by anything else is a change too.
+    """
     digests = {}
     for rel in paths:
         path = workdir / rel
         if path.is_file() and not path.is_symlink():
             digests[rel] = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+        elif path.exists() or path.is_symlink():
+            digests[rel] = NOT_A_FILE
     return digests
 
 
@@ -61,14 +69,17 @@ class CommandEvaluator:
 
     def evaluate(self, workdir: Path, protected: Sequence[str] = ()) -> Evaluation:
         """Evaluate the candidate checked out in ``workdir``; failures come back as data."""
-        result_path = workdir / RESULT_FILE
-        result_path.unlink(missing_ok=True)
+        # A fresh, unguessable name: candidate code cannot pre-write the result file.
+        result_path = workdir / f"{RESULT_PREFIX}{secrets.token_hex(8)}.json"
+        env = {"CAMBRIAN_WORKDIR": str(workdir)}
+        if self._config.result == "auto":
+            env["CAMBRIAN_RESULT"] = str(result_path)
         before = _digest(workdir, protected)
         run = self._sandbox.run(
             self._config.command,
             workdir=workdir,
             limits=self._limits,
-            env={"CAMBRIAN_RESULT": str(result_path), "CAMBRIAN_WORKDIR": str(workdir)},
+            env=env,
             readonly=tuple(protected),
         )
         tail = _tail(run)
@@ -77,7 +88,8 @@ class CommandEvaluator:
             status, reason = failure
             return Evaluation(status, duration_s=run.duration_s, reason=reason, output_tail=tail)
         try:
-            file_text = result_path.read_text(errors="replace") if result_path.is_file() else None
+            readable = self._config.result == "auto" and result_path.is_file()
+            file_text = result_path.read_text(errors="replace") if readable else None
             parsed = parse_result(find_result_text(file_text, run.stdout))
         except ResultError as exc:
             return Evaluation(

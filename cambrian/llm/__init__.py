@@ -10,13 +10,52 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cambrian.llm._client import LiteLLMClient, default_model_from_env, get_llm
+    from cambrian.llm._bandit import (
+        ModelStats,
+        choose,
+        choose_thompson,
+        choose_ucb,
+        choose_weighted,
+        ucb_scores,
+    )
+    from cambrian.llm._client import (
+        LiteLLMClient,
+        default_model_from_env,
+        get_llm,
+        sample_temperature,
+    )
+    from cambrian.llm._cost import (
+        Prices,
+        budget_allows,
+        estimate_cost,
+        estimate_prompt_tokens,
+        is_local,
+        resolve_prices,
+    )
+    from cambrian.llm._embeddings import embed_texts
+    from cambrian.llm._ensemble import EnsembleLLM, entry_config
     from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer
     from cambrian.llm._responders import Fault, mutate_numbers, replay
     from cambrian.llm._scripted import ScriptedLLMServer
     from cambrian.llm._serve import ENGINES, EngineSpec, ModelServer, engine_command
 
 __all__ = [
+    "EnsembleLLM",
+    "ModelStats",
+    "Prices",
+    "budget_allows",
+    "choose",
+    "choose_thompson",
+    "choose_ucb",
+    "choose_weighted",
+    "embed_texts",
+    "entry_config",
+    "estimate_cost",
+    "estimate_prompt_tokens",
+    "is_local",
+    "resolve_prices",
+    "sample_temperature",
+    "ucb_scores",
     "ENGINES",
     "OFFLINE_NOTICE",
     "EngineSpec",
@@ -33,6 +72,22 @@ __all__ = [
 ]
 
 _MODULES = {
+    "ModelStats": "_bandit",
+    "choose": "_bandit",
+    "choose_thompson": "_bandit",
+    "choose_ucb": "_bandit",
+    "choose_weighted": "_bandit",
+    "ucb_scores": "_bandit",
+    "sample_temperature": "_client",
+    "Prices": "_cost",
+    "budget_allows": "_cost",
+    "estimate_cost": "_cost",
+    "estimate_prompt_tokens": "_cost",
+    "is_local": "_cost",
+    "resolve_prices": "_cost",
+    "embed_texts": "_embeddings",
+    "EnsembleLLM": "_ensemble",
+    "entry_config": "_ensemble",
     "LiteLLMClient": "_client",
     "default_model_from_env": "_client",
     "get_llm": "_client",

@@ -17,6 +17,7 @@ from typing import Any
 
 from cambrian.config import LLMConfig
 from cambrian.errors import LLMError
+from cambrian.llm._cost import Prices, resolve_prices
 from cambrian.types import LLM, Completion
 
 _BACKOFF_CAP_S = 20.0
@@ -56,18 +57,23 @@ def default_model_from_env(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def get_llm(config: LLMConfig) -> LLM:
+def get_llm(config: LLMConfig, *, seed: int | None = None) -> LLM:
     """Build the client for ``config`` (whose ``model`` must already be resolved).
 
     Args:
         config: The ``[llm]`` section.
+        seed: Seed of the ensemble's selection policy (used when ``models`` is set).
 
     Returns:
-        An object implementing the ``LLM`` Protocol.
+        An ``EnsembleLLM`` when ``config.models`` is set, else a ``LiteLLMClient``.
 
     Raises:
-        ValueError: If ``config.model`` is None.
+        ValueError: If ``config.model`` is None and ``config.models`` is empty.
     """
+    if config.models:
+        from cambrian.llm._ensemble import EnsembleLLM  # it imports this module
+
+        return EnsembleLLM(config, seed=seed)
     return LiteLLMClient(config)
 
 
@@ -79,15 +85,20 @@ class LiteLLMClient:
     ``config.retries`` times with exponential backoff and jitter, honouring
     ``Retry-After``. Authentication, not-found and bad-request errors fail at once.
 
+    A ``[lo, hi]`` temperature is sampled anew for every call, and no ``seed`` is sent,
+    so identical prompts get different samples.
+
     Args:
         config: The ``[llm]`` section; ``model`` must be set.
         backoff_s: Base of the exponential backoff (tests make it small).
+        local: The model runs on this machine: it costs 0 unless ``config.price_in`` or
+            ``config.price_out`` says otherwise.
 
     Raises:
         ValueError: If ``config.model`` is None or ``backoff_s`` is negative.
     """
 
-    def __init__(self, config: LLMConfig, *, backoff_s: float = 0.5) -> None:
+    def __init__(self, config: LLMConfig, *, backoff_s: float = 0.5, local: bool = False) -> None:
         if config.model is None:
             raise ValueError("config.model is None: resolve the model before building a client")
         if backoff_s < 0:
@@ -96,6 +107,7 @@ class LiteLLMClient:
         self._config = config
         self._backoff_s = backoff_s
         self._rng = random.Random()
+        self._local = local
         self._litellm: ModuleType | None = None
 
     async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
@@ -131,6 +143,22 @@ class LiteLLMClient:
             return self._completion(litellm, response, time.perf_counter() - start)
         raise AssertionError("unreachable")
 
+    async def prices(self) -> Prices:
+        """The model's per-token prices (overrides, else 0 when local, else litellm's map)."""
+        litellm = await self._load()
+        return self._prices(litellm)
+
+    def _prices(self, litellm: ModuleType) -> Prices:
+        """Prices from the loaded litellm's cost map and the config's overrides."""
+        config = self._config
+        return resolve_prices(
+            litellm.model_cost,
+            self.name,
+            price_in=config.price_in,
+            price_out=config.price_out,
+            local=self._local,
+        )
+
     async def _load(self) -> ModuleType:
         """Import litellm once, in a thread so the event loop keeps running."""
         if self._litellm is None:
@@ -143,7 +171,7 @@ class LiteLLMClient:
         kwargs: dict[str, Any] = {
             "model": self.name,
             "messages": [dict(message) for message in messages],
-            "temperature": config.temperature,
+            "temperature": sample_temperature(config.temperature, self._rng),
             "max_tokens": config.max_tokens,
             "timeout": config.timeout_s,
             "num_retries": 0,
@@ -219,9 +247,22 @@ class LiteLLMClient:
             model=self.name,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=_cost(litellm.model_cost, self.name, prompt_tokens, completion_tokens),
+            cost_usd=self._prices(litellm).cost(prompt_tokens, completion_tokens),
             latency_s=latency_s,
         )
+
+
+def sample_temperature(spec: float | Sequence[float], rng: random.Random) -> float:
+    """A temperature for one call: ``spec`` itself, or uniform over a ``(lo, hi)`` range.
+
+    Args:
+        spec: A number, or a ``(lo, hi)`` pair.
+        rng: The caller's RNG.
+    """
+    if isinstance(spec, int | float):
+        return float(spec)
+    low, high = spec
+    return float(low) if low == high else rng.uniform(low, high)
 
 
 def _import_litellm() -> ModuleType:
@@ -274,17 +315,6 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, float(value))
     except (TypeError, ValueError):
         return None
-
-
-def _cost(cost_map: Mapping[str, Any], model: str, prompt_tokens: int, completion: int) -> float:
-    """Dollar cost from litellm's local price map; 0.0 for models it does not price."""
-    bare = model.split("/", 1)[1] if "/" in model else model
-    prices = cost_map.get(model) or cost_map.get(bare)
-    if not isinstance(prices, Mapping):
-        return 0.0
-    prompt_price = prices.get("input_cost_per_token") or 0.0
-    completion_price = prices.get("output_cost_per_token") or 0.0
-    return float(prompt_tokens * prompt_price + completion * completion_price)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

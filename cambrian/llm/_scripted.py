@@ -11,7 +11,10 @@ first stdout line is its base URL.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import re
 import signal
 import socket
 import sys
@@ -32,8 +35,9 @@ class ScriptedLLMServer:
     """An OpenAI-compatible chat server on loopback, answering with ``responder``.
 
     Endpoints: ``POST /v1/chat/completions`` (with or without ``stream``),
-    ``GET /v1/models`` and ``GET /health``. Requests are served concurrently, one thread
-    each.
+    ``POST /v1/embeddings`` (deterministic hashed bag-of-words vectors, so similar texts
+    get similar vectors), ``GET /v1/models`` and ``GET /health``. Requests are served
+    concurrently, one thread each.
 
     Example:
         >>> with ScriptedLLMServer(replay(["hello"])) as server:
@@ -44,12 +48,16 @@ class ScriptedLLMServer:
             called from several threads at once.
         host: Address to bind.
         port: Port to bind (0: a free port).
+        record: Keep every chat-completion request body (see ``bodies``).
     """
 
-    def __init__(self, responder: Responder, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, responder: Responder, *, host: str = "127.0.0.1", port: int = 0, record: bool = False
+    ) -> None:
         if not callable(responder):
             raise ValueError("responder must be callable")
         self._responder = responder
+        self._record = record
         self._host = host
         self._port = port
         self._httpd: _Httpd | None = None
@@ -68,6 +76,11 @@ class ScriptedLLMServer:
         """Number of chat-completion requests received so far (faulted ones included)."""
         return self._httpd.requests if self._httpd is not None else 0
 
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat-completion requests received (with ``record=True``)."""
+        return list(self._httpd.bodies) if self._httpd is not None else []
+
     def start(self) -> str:
         """Bind and serve in a daemon thread.
 
@@ -76,6 +89,7 @@ class ScriptedLLMServer:
         """
         if self._httpd is None:
             self._httpd = _Httpd((self._host, self._port), _Handler, self._responder)
+            self._httpd.record = self._record
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -120,6 +134,8 @@ class _Httpd(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.responder = responder
         self.requests = 0
+        self.record = False
+        self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -127,10 +143,12 @@ class _Httpd(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
-    def count(self) -> None:
-        """Count one chat-completion request."""
+    def count(self, body: dict[str, Any]) -> None:
+        """Count one chat-completion request, and keep its body when recording."""
         with self._lock:
             self.requests += 1
+            if self.record:
+                self.bodies.append(body)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -158,14 +176,20 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if path in ("/v1/embeddings", "/embeddings"):
+            self._embeddings(raw)
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, _error(f"no route for POST {path}", 404))
             return
-        self.server.count()
         try:
             request = json.loads(raw or b"{}")
+        except ValueError:
+            request = {}
+        self.server.count(request if isinstance(request, dict) else {})
+        try:
             messages = list(request["messages"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             self._send_json(400, _error("body must be JSON with a 'messages' list", 400))
             return
         reply = self.server.responder(messages)
@@ -174,6 +198,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             reply = reply.body
         self._answer(request, messages, str(reply))
+
+    def _embeddings(self, raw: bytes) -> None:
+        """Answer an embeddings request with one hashed bag-of-words vector per input."""
+        try:
+            request = json.loads(raw or b"{}")
+            inputs = request["input"]
+        except (ValueError, KeyError, TypeError):
+            self._send_json(400, _error("body must be JSON with an 'input'", 400))
+            return
+        texts = [inputs] if isinstance(inputs, str) else [str(text) for text in inputs]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _bag_vector(text)}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(len(text.split()) for text in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        model = str(request.get("model") or _MODEL)
+        self._send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
 
     def _fault(self, fault: Fault) -> bool:
         """Apply ``fault``; True when the request was fully answered (or dropped)."""
@@ -278,6 +320,15 @@ def _error(message: str, status: int) -> dict[str, Any]:
     """An OpenAI-style error body."""
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+
+def _bag_vector(text: str, dims: int = 64) -> list[float]:
+    """A unit vector counting the text's tokens in ``dims`` hashed buckets (deterministic)."""
+    vector = [0.0] * dims
+    for token in re.findall(r"\w+|[^\w\s]", text):
+        vector[int(hashlib.blake2b(token.encode(), digest_size=4).hexdigest(), 16) % dims] += 1
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _pieces(text: str, size: int = 16) -> list[str]:

@@ -8,7 +8,11 @@ from cambrian.config import SandboxConfig
 from cambrian.errors import ConfigError
 from cambrian.types import Sandbox
 
-BACKENDS = {"process": "cambrian.sandbox._process.ProcessSandbox"}
+BACKENDS = {
+    "auto": "cambrian.sandbox._auto.auto_sandbox",
+    "docker": "cambrian.sandbox._docker.DockerSandbox",
+    "process": "cambrian.sandbox._process.ProcessSandbox",
+}
 
 
 def _load(path: str) -> type:
@@ -33,8 +37,8 @@ def get_sandbox(config: SandboxConfig, *, run_id: str = "") -> Sandbox:
     """Build the sandbox named by ``config.backend``.
 
     Args:
-        config: The ``[sandbox]`` section; ``backend`` is a short name (``process``) or a
-            dotted class path whose constructor takes ``(config, *, run_id=...)``.
+        config: The ``[sandbox]`` section; ``backend`` is a short name (``auto``, ``docker``,
+            ``process``) or a dotted class path whose constructor takes ``(config, *, run_id=...)``.
         run_id: The evolution run's id, handed to the backend.
 
     Returns:
@@ -42,6 +46,7 @@ def get_sandbox(config: SandboxConfig, *, run_id: str = "") -> Sandbox:
 
     Raises:
         ConfigError: The backend name is unknown or its class cannot be imported.
+        SandboxError: The backend cannot work here (no Docker daemon, no image, no GPU).
     """
     cls = _load(BACKENDS.get(config.backend, config.backend))
     return cls(config, run_id=run_id)

@@ -31,13 +31,14 @@ def make_limits(config: SandboxConfig, timeout_s: float) -> Limits:
         timeout_s: Wall-clock limit in seconds (from the evaluator section).
 
     Returns:
-        Limits with memory, pids, output cap (``output_kb`` * 1024), file size and network.
+        Limits with memory, CPUs, pids, output cap (``output_kb`` * 1024), file size and network.
     """
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
     return Limits(
         timeout_s=float(timeout_s),
         memory_mb=config.memory_mb,
+        cpus=config.cpus,
         pids=config.pids,
         output_bytes=config.output_kb * 1024,
         file_size_mb=config.file_size_mb,

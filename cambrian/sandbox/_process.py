@@ -22,12 +22,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
 from cambrian.sandbox._bwrap import bwrap_argv, find_bwrap, probe
 from cambrian.sandbox._capture import OutputTail, pump
 from cambrian.sandbox._env import new_token, sandbox_env
+from cambrian.sandbox._gpu import gpu_slots
 from cambrian.sandbox._limits import SHELL, rlimit_values, running_as_root, with_rlimits
 from cambrian.sandbox._protect import make_readonly, resolve_readonly, restore_modes
 from cambrian.sandbox._reap import kill_group, pid_snapshot, sweep
@@ -54,7 +56,8 @@ class ProcessSandbox:
 
     Raises:
         ValueError: ``isolation`` is not one of the three names.
-        SandboxError: ``isolation="bwrap"`` and bwrap is not installed.
+        SandboxError: ``isolation="bwrap"`` and bwrap is not installed, or GPUs are asked
+            for (``sandbox.gpus_per_eval``) where there are none.
     """
 
     name = "process"
@@ -72,6 +75,7 @@ class ProcessSandbox:
                 "install bubblewrap or use isolation 'rlimits'"
             )
         self._mode: str | None = "rlimits" if isolation == "rlimits" else None
+        self._gpus = gpu_slots(config)
         self._lock = threading.Lock()
         self._live: dict[int, str] = {}
         self._closed = False
@@ -121,9 +125,19 @@ class ProcessSandbox:
         if not os.path.isdir(root):
             raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
         protected = resolve_readonly(Path(root), readonly)
+        if self._gpus is not None:
+            with self._gpus.acquire() as gpus:
+                env = {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+                return self._run_isolated(command, root, limits, env, protected)
+        return self._run_isolated(command, root, limits, env, protected)
+
+    def _run_isolated(
+        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+    ) -> RunResult:
+        """Run under the isolation in use."""
         if self.isolation == "bwrap":
-            return self._run_bwrap(command, root, limits, env, protected)
-        return self._run_rlimits(command, root, limits, env, protected)
+            return self._run_bwrap(command, root, limits, env, ro)
+        return self._run_rlimits(command, root, limits, env, ro)
 
     def _run_bwrap(
         self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
@@ -180,6 +194,9 @@ class ProcessSandbox:
             raise SandboxError(f"cannot start {argv[0]}: {exc}") from exc
         with self._lock:
             self._live[proc.pid] = token
+            closed = self._closed
+        if closed:  # close() ran while this run was starting: it must not outlive close()
+            kill_group(proc.pid)
         try:
             tails = {proc.stdout.fileno(): OutputTail(limits.output_bytes)}
             tails[proc.stderr.fileno()] = OutputTail(limits.output_bytes)
@@ -234,6 +251,15 @@ class ProcessSandbox:
             "process sandbox (rlimits only): NO filesystem or network isolation; "
             f"protected files read-only by {chmod}; {rlimits}"
         )
+
+    def identity(self) -> dict[str, Any]:
+        """What to record with the run: backend, isolation, bwrap version, GPUs."""
+        version = None
+        if self.isolation == "bwrap" and self._bwrap:
+            done = subprocess.run([self._bwrap, "--version"], capture_output=True, text=True)
+            version = done.stdout.strip() or None
+        gpus = list(self._gpus.gpu_ids) if self._gpus is not None else []
+        return {"backend": "process", "isolation": self.isolation, "bwrap": version, "gpus": gpus}
 
     def close(self) -> None:
         """Kill everything still running from this sandbox. Idempotent."""

@@ -43,6 +43,10 @@ def test_run_reaches_iterations_with_lineage(scaffold_task: Path, tmp_path: Path
     assert stats["evaluated"] == 8
     assert stats["best_score"] is not None
     db = sqlite3.connect(run_dir / "archive.db")
+    meta = json.loads(db.execute("select meta from runs").fetchone()[0])
+    assert meta["sandbox"]["backend"] in ("process", "docker")  # recorded for reproducibility
+    assert meta["base_commit"] and meta["task_dir"] == str(scaffold_task.resolve())
+    db = sqlite3.connect(run_dir / "archive.db")
     rows = db.execute('select id, parent_id, "commit", status from programs').fetchall()
     evaluated = [r for r in rows if r[3] in ("evaluated", "failed") and r[1] is not None]
     assert len(evaluated) == 8
@@ -161,3 +165,29 @@ def test_cli_run_status_best_show(circle_task: Path, tmp_path: Path) -> None:
     )
     assert "evaluation ok" in show.stdout
     assert ProgramStatus.EVALUATED.value in show.stdout
+
+
+def test_hostile_paths_in_replies_are_rejected_and_the_run_goes_on(
+    scaffold_task: Path, tmp_path: Path
+) -> None:
+    cheat = "=======\nprint('{\"score\": 1e9}')\n>>>>>>> REPLACE\n"
+    replies = [
+        f"evaluate.py/__main__.py\n<<<<<<< SEARCH\n{cheat}",  # shadow the evaluator
+        f"pkg/../../escape.py\n<<<<<<< SEARCH\n{cheat}",  # leave the tree
+        "solve.py\n<<<<<<< SEARCH\nWIDTH = 0.5\n=======\nWIDTH = 0.75\n>>>>>>> REPLACE\n",
+    ]
+    with ScriptedLLMServer(replay(replies)) as server:
+        reason, stats, _ = _run(
+            scaffold_task,
+            tmp_path / "run",
+            server.url,
+            "run.iterations=1",
+            "run.proposal_concurrency=1",
+            'task.editable=["**/*.py"]',
+            'evaluator.protected=["evaluate.py"]',
+        )
+    assert reason == "iterations"
+    assert stats["best_score"] == 0.375  # never 1e9
+    db = sqlite3.connect(tmp_path / "run" / "archive.db")
+    reasons = [r[0] for r in db.execute("select reason from programs where status='rejected'")]
+    assert len(reasons) == 2 and all("not editable" in r for r in reasons)

@@ -142,14 +142,17 @@ def test_ctrl_c_is_graceful_and_resumable(scaffold_task: Path, tmp_path: Path) -
         "openai/none",
         "--api-base",
         "http://127.0.0.1:9/v1",
+        "--sandbox",
+        "process",
     )
     proc = subprocess.Popen(
         cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 60
-    while time.time() < deadline and _status_counts(run_dir / "archive.db").get("evaluating") != 1:
+    while time.time() < deadline and not _processes_in(run_dir / "work"):
         time.sleep(0.05)
     assert _processes_in(run_dir / "work")  # the candidate is running
+    assert _status_counts(run_dir / "archive.db").get("evaluating") == 1
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

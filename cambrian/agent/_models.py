@@ -1,0 +1,90 @@
+"""Resolve which models a run talks to, starting local servers where the config asks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from cambrian.config import CambrianConfig, ModelEntry
+from cambrian.errors import CambrianError
+from cambrian.llm import (
+    OFFLINE_NOTICE,
+    EngineSpec,
+    ModelServer,
+    OfflineModelServer,
+    default_model_from_env,
+)
+
+log = logging.getLogger("cambrian")
+
+
+def resolve_models(
+    config: CambrianConfig, log_dir: Path
+) -> tuple[CambrianConfig, list[ModelServer]]:
+    """Fill in the model(s) and start the local servers they need.
+
+    With ``llm.models``, each entry with ``launch`` gets its engine started and its
+    ``name``/``api_base`` pointed at it. Otherwise ``llm.model`` as configured, a provider
+    default for a key found in the environment, or the offline demo model.
+
+    Returns:
+        The resolved config and the servers started (the caller stops them).
+    """
+    if config.llm.models:
+        return _launch_entries(config, log_dir)
+    if config.llm.model:
+        return config, []
+    model = default_model_from_env(os.environ)
+    if model:
+        log.info("llm.model not set; using %s (an API key was found in the environment)", model)
+        llm = config.llm.model_copy(update={"model": model})
+        return config.model_copy(update={"llm": llm}), []
+    server = OfflineModelServer()
+    url = server.start()
+    log.warning(OFFLINE_NOTICE)
+    llm = config.llm.model_copy(update={"model": server.model, "api_base": url})
+    return config.model_copy(update={"llm": llm}), [server]
+
+
+def _launch_entries(
+    config: CambrianConfig, log_dir: Path
+) -> tuple[CambrianConfig, list[ModelServer]]:
+    """Start a server for every entry with ``launch`` and point the entry at it."""
+    servers: list[ModelServer] = []
+    entries: list[ModelEntry] = []
+    try:
+        for entry in config.llm.models:
+            if entry.launch is None:
+                entries.append(entry)
+                continue
+            server = ModelServer(_spec(entry), log_path=log_dir / f"{_slug(entry.name)}.log")
+            log.info("starting %s for %s (log: %s)", entry.launch, entry.name, server.log_file)
+            url = server.start()
+            servers.append(server)
+            entries.append(entry.model_copy(update={"name": server.model, "api_base": url}))
+    except CambrianError:
+        for server in servers:
+            server.stop()
+        raise
+    llm = config.llm.model_copy(update={"models": tuple(entries)})
+    return config.model_copy(update={"llm": llm}), servers
+
+
+def _spec(entry: ModelEntry) -> EngineSpec:
+    """The engine to launch for one model entry: ``name`` is the model to serve."""
+    return EngineSpec(
+        engine=entry.launch,
+        model=entry.name,
+        served_name=_slug(entry.name),
+        gpus=tuple(entry.gpus),
+        python=entry.launch_python or sys.executable,
+        extra_args=tuple(entry.launch_args),
+        max_model_len=entry.max_tokens and max(4096, 2 * entry.max_tokens),
+    )
+
+
+def _slug(name: str) -> str:
+    """A served-model name from a model id or path."""
+    return Path(name.rstrip("/")).name.removesuffix(".gguf") or "model"

@@ -1,0 +1,49 @@
+"""The one configuration schema: ``cambrian.toml`` or ``[tool.cambrian]`` in pyproject.toml.
+
+Every default lives in the schema and nowhere else; unknown keys are errors. Each room's
+constructor is handed only its own section.
+"""
+
+from cambrian.config._load import (
+    CONFIG_FILE,
+    apply_override,
+    build_config,
+    dump_toml,
+    find_config_file,
+    load_config,
+)
+from cambrian.config._sections import (
+    ArchiveConfig,
+    CambrianConfig,
+    EvaluatorConfig,
+    FeatureBins,
+    LLMConfig,
+    ModelEntry,
+    NoveltyConfig,
+    PromptConfig,
+    RunConfig,
+    SandboxConfig,
+    SelectionConfig,
+    TaskConfig,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "ArchiveConfig",
+    "CambrianConfig",
+    "EvaluatorConfig",
+    "FeatureBins",
+    "LLMConfig",
+    "ModelEntry",
+    "NoveltyConfig",
+    "PromptConfig",
+    "RunConfig",
+    "SandboxConfig",
+    "SelectionConfig",
+    "TaskConfig",
+    "apply_override",
+    "build_config",
+    "dump_toml",
+    "find_config_file",
+    "load_config",
+]

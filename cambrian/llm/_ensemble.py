@@ -1,0 +1,201 @@
+"""A fleet of models behind the ``LLM`` Protocol, one picked per call by a bandit policy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from cambrian.config import LLMConfig, ModelEntry
+from cambrian.errors import LLMError
+from cambrian.llm._bandit import ModelStats, choose
+from cambrian.llm._client import LiteLLMClient
+from cambrian.llm._cost import estimate_cost, is_local
+from cambrian.types import Completion
+
+
+def entry_config(config: LLMConfig, entry: ModelEntry) -> LLMConfig:
+    """The single-model ``[llm]`` section for one ensemble entry (unset fields from ``config``).
+
+    Args:
+        config: The whole ``[llm]`` section.
+        entry: One of its ``models``.
+    """
+
+    def pick(value: object, fallback: object) -> object:
+        return fallback if value is None else value
+
+    return config.model_copy(
+        update={
+            "model": entry.name,
+            "api_base": pick(entry.api_base, config.api_base),
+            "api_key_env": pick(entry.api_key_env, config.api_key_env),
+            "temperature": pick(entry.temperature, config.temperature),
+            "max_tokens": pick(entry.max_tokens, config.max_tokens),
+            "price_in": pick(entry.price_in, config.price_in),
+            "price_out": pick(entry.price_out, config.price_out),
+            "models": (),
+        }
+    )
+
+
+def _entries(config: LLMConfig) -> tuple[ModelEntry, ...]:
+    """The configured models, or the single ``llm.model`` as a one-entry fleet."""
+    if config.models:
+        return config.models
+    if config.model is None:
+        raise ValueError("config.model is None and llm.models is empty: resolve the model first")
+    return (ModelEntry(name=config.model),)
+
+
+class EnsembleLLM:
+    """Several models behind one ``LLM``; each call goes to the model the policy picks.
+
+    ``llm.selection`` is the policy: ``weights`` draws models in proportion to their
+    ``weight``; ``ucb`` (UCB1 over the children's improvements, with an optional cost
+    penalty) and ``thompson`` (Beta posteriors over improved/not improved) learn from
+    ``reward()``. Each model is reached through its own ``LiteLLMClient``, so deadlines,
+    retries and per-call temperature sampling apply per model. A model on loopback or
+    launched by cambrian costs 0 unless its ``price_in``/``price_out`` say otherwise.
+
+    Example:
+        >>> llm = EnsembleLLM(config, seed=0)
+        >>> completion = await llm.complete(messages)  # completion.model: who answered
+        >>> llm.reward(completion.model, improvement=0.12)  # after the child's evaluation
+
+    Args:
+        config: The ``[llm]`` section; an empty ``models`` makes ``llm.model`` the only one.
+        seed: Seed of the policy's RNG (None: unseeded).
+        backoff_s: Base of each client's retry backoff (tests make it small).
+
+    Raises:
+        ValueError: If there is no model at all.
+    """
+
+    def __init__(self, config: LLMConfig, *, seed: int | None, backoff_s: float = 0.5) -> None:
+        entries = _entries(config)
+        self._config = config
+        self._names = [entry.name for entry in entries]
+        self._weights = [entry.weight for entry in entries]
+        self._max_tokens = {e.name: e.max_tokens or config.max_tokens for e in entries}
+        self._clients = {
+            e.name: LiteLLMClient(
+                entry_config(config, e),
+                backoff_s=backoff_s,
+                local=is_local(e.api_base or config.api_base, e.launch),
+            )
+            for e in entries
+        }
+        self._stats = {name: ModelStats() for name in self._names}
+        self._rng = random.Random(seed)
+        self._in_flight_usd = 0.0
+        self.name: str = self._names[0] if len(entries) == 1 else "+".join(self._names)
+
+    @property
+    def models(self) -> list[str]:
+        """The model names, in configuration order."""
+        return list(self._names)
+
+    @property
+    def spent_usd(self) -> float:
+        """Cost of every finished call (restored ones included)."""
+        return sum(stats.cost_usd for stats in self._stats.values())
+
+    @property
+    def in_flight_usd(self) -> float:
+        """Upper estimate of the cost of the calls still running (prompt + max_tokens)."""
+        return max(0.0, self._in_flight_usd)
+
+    def choose(self) -> str:
+        """The model the policy picks for the next call (no pull is counted)."""
+        stats = [self._stats[name] for name in self._names]
+        index = choose(
+            self._config.selection,
+            stats,
+            self._weights,
+            self._rng,
+            ucb_c=self._config.ucb_c,
+            cost_weight=self._config.cost_weight,
+        )
+        return self._names[index]
+
+    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+        """Pick a model, count a pull, and return its reply.
+
+        A call that fails after its retries is counted as an error and as an outcome with
+        reward 0; a cancelled call is not counted at all.
+
+        Args:
+            messages: OpenAI chat messages.
+
+        Returns:
+            The reply; ``model`` names the model that answered.
+
+        Raises:
+            LLMError: When the chosen model fails after its retries.
+        """
+        model = self.choose()
+        client = self._clients[model]
+        estimate = estimate_cost(messages, await client.prices(), self._max_tokens[model])
+        self._update(model, pulls=1)
+        self._in_flight_usd += estimate
+        settled = False
+        try:
+            completion = await client.complete(messages)
+            settled = True
+        except LLMError:
+            settled = True
+            self._update(model, calls=1, errors=1, rewards=1)
+            raise
+        finally:
+            self._in_flight_usd -= estimate
+            if not settled:
+                self._update(model, pulls=-1)
+        self._update(
+            model,
+            calls=1,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cost_usd=completion.cost_usd,
+        )
+        return completion
+
+    def reward(self, model: str, improvement: float | None) -> None:
+        """Record the outcome of a call to ``model``.
+
+        Args:
+            model: ``Completion.model`` of the call.
+            improvement: The child's score minus its parent's, signed so that better is
+                positive (parent minus child when minimising); None when the reply was
+                rejected or the child failed. Negative values count as 0. Calls that
+                raised were counted already: don't reward them.
+
+        Raises:
+            ValueError: If ``model`` is not in the ensemble.
+        """
+        if model not in self._stats:
+            raise ValueError(f"unknown model {model!r}: the ensemble has {self._names}")
+        gain = max(0.0, improvement or 0.0)
+        self._update(model, rewards=1, successes=int(gain > 0), reward_sum=gain)
+
+    def restore(self, stats: Mapping[str, ModelStats]) -> None:
+        """Replace the statistics with ``stats`` (rebuilt from the archive on resume).
+
+        Models of the ensemble missing from ``stats`` start fresh; names that are no
+        longer in the ensemble are ignored.
+
+        Args:
+            stats: Statistics per model name.
+        """
+        self._stats = {name: stats.get(name, ModelStats()) for name in self._names}
+
+    def stats(self) -> dict[str, ModelStats]:
+        """The statistics per model, in configuration order."""
+        return {name: self._stats[name] for name in self._names}
+
+    def _update(self, model: str, **delta: float) -> None:
+        """Add ``delta`` to the fields of ``model``'s statistics."""
+        current = self._stats[model]
+        self._stats[model] = replace(
+            current, **{key: getattr(current, key) + value for key, value in delta.items()}
+        )
