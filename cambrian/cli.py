@@ -152,10 +152,11 @@ def status(
     run_dir: RunDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Counts by status, best score and program, elapsed time, tokens."""
+    """Counts by status, best score and program, elapsed time, tokens, and each model's record."""
     records = _open_records(run_dir)
     with records:
         stats = records.archive.stats()
+        stats["models"] = records.archive.model_stats()
     if as_json:
         out.print_json(json.dumps(stats))
         return
@@ -170,6 +171,14 @@ def status(
         f"  cost ${stats['cost_usd']:.4f}"
     )
     out.print(f"  elapsed      {stats['elapsed_s']:.1f}s")
+    for name, row in sorted(stats["models"].items()):
+        mean = row["reward_sum"] / row["rewards"] if row["rewards"] else 0.0
+        out.print(
+            f"  model {name}: {row['pulls']} pulls, {row['successes']} improved, "
+            f"mean improvement {mean:.4g}, {row['errors']} errors, "
+            f"{row['prompt_tokens'] + row['completion_tokens']} tokens, ${row['cost_usd']:.4f}",
+            markup=False,
+        )
 
 
 @app.command()

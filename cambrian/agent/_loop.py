@@ -7,14 +7,16 @@ import logging
 import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from cambrian.agent._context import builtin_features, prompt_context
 from cambrian.agent._edits import EditResult, apply_reply
+from cambrian.agent._models import reward_child, within_budget
 from cambrian.agent._novelty import get_novelty
 from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
 from cambrian.errors import LLMError, SandboxError
-from cambrian.llm import EnsembleLLM, budget_allows
+from cambrian.llm import EnsembleLLM, ModelStats
 from cambrian.prompts import render_messages
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
@@ -104,7 +106,7 @@ class Evolution:
             latency_s=completion.latency_s,
         )
         if child.status is ProgramStatus.REJECTED:
-            self._reward(child, None)
+            reward_child(self.ctx, child, None)
             self._on_event(Event(child, None, None, self._evaluated, self._target))
         return child
 
@@ -123,28 +125,6 @@ class Evolution:
         threshold = self.ctx.config.novelty.threshold
         error = f"{NEAR_DUPLICATE} (similarity {similarity:.3f} >= {threshold})"
         return EditResult(changes=edit.changes, error=error, kind=edit.kind)
-
-    def _reward(self, program: Program, evaluation: Evaluation | None) -> None:
-        """Tell the model ensemble how much this child improved on its parent.
-
-        None (a rejected reply or a failed evaluation) counts as no improvement; a parent
-        without a score (a repair) gives 0.
-        """
-        if not isinstance(self.ctx.llm, EnsembleLLM) or program.model is None:
-            return
-        improvement = None
-        if evaluation is not None and evaluation.ok and program.parent_id is not None:
-            parent = self.ctx.archive.evaluation(program.parent_id)
-            improvement = 0.0
-            if parent is not None and parent.ok:
-                sign = 1.0 if self.ctx.config.evaluator.direction == "maximize" else -1.0
-                improvement = sign * (evaluation.score - parent.score)
-        self.ctx.llm.reward(program.model, improvement)
-
-    def _within_budget(self) -> bool:
-        """Whether spent plus in-flight cost leaves room under ``run.max_cost_usd``."""
-        in_flight = self.ctx.llm.in_flight_usd if isinstance(self.ctx.llm, EnsembleLLM) else 0.0
-        return budget_allows(self._spent_usd, in_flight, self.ctx.config.run.max_cost_usd)
 
     def _commit_child(self, parent: Program, island: int, edit: EditResult, model: str) -> Program:
         """The child as a lineage commit with its ref, or as a rejection with its reason."""
@@ -177,7 +157,7 @@ class Evolution:
         self._evaluating.discard(program.id)
         evaluation = self._with_builtin_features(program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
-        self._reward(program, evaluation)
+        reward_child(self.ctx, program, evaluation)
         if program.parent_id is not None:
             # Run-wide: other workers sharing the archive count towards the iterations too.
             self._evaluated = max(self._evaluated + 1, self.ctx.archive.evaluated_count())
@@ -226,6 +206,9 @@ class Evolution:
         """Run until iterations, target score, proposal cap or an error; return why it stopped."""
         stats = self.ctx.archive.stats()
         self._spent_usd = stats["cost_usd"]
+        if isinstance(self.ctx.llm, EnsembleLLM):  # the bandit resumes from the archive
+            history = self.ctx.archive.model_stats()
+            self.ctx.llm.restore({name: ModelStats(**row) for name, row in history.items()})
         self._evaluated, self._proposals = stats["evaluated"], max(0, stats["programs"] - 1)
         workers: list[asyncio.Task] = []
         self.ctx.archive.join()
@@ -250,9 +233,9 @@ class Evolution:
         """Queue the programs this worker claimed from gone workers, then start every worker."""
         self._enqueue(p for p in orphans if p.parent_id is not None)
         run = self.ctx.config.run
-        proposers = [self._propose_forever(i) for i in range(run.proposal_concurrency)]
-        evaluators = [self._evaluate_forever() for _ in range(run.eval_concurrency)]
-        tasks = proposers + evaluators + [self._heartbeat_forever()]
+        proposers = [partial(self._propose_forever, i) for i in range(run.proposal_concurrency)]
+        evaluators = [self._evaluate_forever] * run.eval_concurrency
+        tasks = [*proposers, *evaluators, self._heartbeat_forever]
         return [asyncio.create_task(self._guard(work)) for work in tasks]
 
     def _enqueue(self, programs: Iterable[Program]) -> None:
@@ -316,7 +299,7 @@ class Evolution:
             await self._wait(lambda: self._has_room() or self._stopping())
             if self._proposals >= self.ctx.config.run.max_proposals or self._stopping():
                 return
-            if not self._within_budget():
+            if not within_budget(self.ctx, self._spent_usd):
                 self.stop_reason = self.stop_reason or "max_cost"
                 await self._notify()
                 return
@@ -346,10 +329,14 @@ class Evolution:
                 self._pending -= 1
             await self._notify()
 
-    async def _guard(self, work: Awaitable[None]) -> None:
-        """The loop boundary: a bug in a worker is logged and stops the run; it never hangs."""
+    async def _guard(self, work: Callable[[], Awaitable[None]]) -> None:
+        """The loop boundary: a bug in a worker is logged and stops the run; it never hangs.
+
+        ``work`` is a coroutine function, called here, so a task cancelled before it
+        starts leaves no coroutine unawaited.
+        """
         try:
-            await work
+            await work()
         except Exception as exc:  # noqa: BLE001 - the one allowed catch-all (STYLE rule 11)
             log.exception("internal error in the evolution loop")
             self.error, self.stop_reason = f"internal error: {exc!r}", "internal_error"

@@ -6,16 +6,23 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cambrian.config import CambrianConfig, ModelEntry
 from cambrian.errors import CambrianError
 from cambrian.llm import (
     OFFLINE_NOTICE,
     EngineSpec,
+    EnsembleLLM,
     ModelServer,
     OfflineModelServer,
+    budget_allows,
     default_model_from_env,
 )
+from cambrian.types import Evaluation, Program
+
+if TYPE_CHECKING:
+    from cambrian.agent._setup import RunContext
 
 log = logging.getLogger("cambrian")
 
@@ -88,3 +95,27 @@ def _spec(entry: ModelEntry) -> EngineSpec:
 def _slug(name: str) -> str:
     """A served-model name from a model id or path."""
     return Path(name.rstrip("/")).name.removesuffix(".gguf") or "model"
+
+
+def reward_child(ctx: RunContext, program: Program, evaluation: Evaluation | None) -> None:
+    """Tell a model ensemble how much this child improved on its parent.
+
+    None (a rejected reply or a failed evaluation) counts as no improvement; a parent
+    without a score (a repair) gives 0. A single model has no bandit to tell.
+    """
+    if not isinstance(ctx.llm, EnsembleLLM) or program.model is None:
+        return
+    improvement = None
+    if evaluation is not None and evaluation.ok and program.parent_id is not None:
+        parent = ctx.archive.evaluation(program.parent_id)
+        improvement = 0.0
+        if parent is not None and parent.ok:
+            sign = 1.0 if ctx.config.evaluator.direction == "maximize" else -1.0
+            improvement = sign * (evaluation.score - parent.score)
+    ctx.llm.reward(program.model, improvement)
+
+
+def within_budget(ctx: RunContext, spent_usd: float) -> bool:
+    """Whether spent plus in-flight cost leaves room under ``run.max_cost_usd``."""
+    in_flight = ctx.llm.in_flight_usd if isinstance(ctx.llm, EnsembleLLM) else 0.0
+    return budget_allows(spent_usd, in_flight, ctx.config.run.max_cost_usd)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cambrian.archive import _queries as q
+from cambrian.archive._model_stats import model_stats
 from cambrian.archive._pareto import objective_vector, pareto_front
 from cambrian.archive._queries import CELLS, EVALUATIONS, PROGRAMS
 from cambrian.archive._rows import evaluation_from_row, program_from_row
@@ -119,6 +120,11 @@ class ArchiveReads:
         out["best_score"] = None if best is None else best[1].score
         out["best_program"] = None if best is None else best[0].id
         return out
+
+    def model_stats(self) -> dict[str, dict[str, Any]]:
+        """Per model: calls, errors, tokens, cost, and how often its children improved."""
+        with self._read() as conn:
+            return model_stats(conn, self._run_id, self._maximize)
 
     # -- private helpers ---------------------------------------------------------------
 

@@ -57,6 +57,25 @@ def test_ucb_shifts_pulls_to_the_model_that_improves(scaffold_task: Path, tmp_pa
     calls = _calls_by_model(run_dir)
     assert calls["openai/good"] > 2 * calls["openai/bad"], calls
     assert stats["best_score"] > 0.25
+    # the archive keeps each model's record: it rebuilds the bandit on resume and feeds status
+    ctx = open_run(None, run_dir)
+    try:
+        history = ctx.archive.model_stats()
+        evolution = Evolution(ctx)
+        asyncio.run(_restore_only(evolution))
+        restored = ctx.llm.stats()
+    finally:
+        ctx.close()
+    assert history["openai/good"]["successes"] >= 5 and history["openai/bad"]["successes"] == 0
+    assert history["openai/good"]["pulls"] == calls["openai/good"]
+    assert restored["openai/good"].pulls == calls["openai/good"]
+    assert restored["openai/good"].successes == history["openai/good"]["successes"]
+    assert restored["openai/bad"].rewards == calls["openai/bad"]  # every bad reply counted 0
+
+
+async def _restore_only(evolution: Evolution) -> None:
+    """Start a resumed run that has nothing left to do: it restores, then stops at once."""
+    assert await evolution.run() == "iterations"
 
 
 def test_budget_stops_the_run(scaffold_task: Path, tmp_path: Path) -> None:

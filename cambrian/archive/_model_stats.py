@@ -1,0 +1,94 @@
+"""Per-model figures from the archive: calls, tokens, cost, and how often children improved.
+
+They rebuild a model ensemble's bandit state on resume and feed ``cambrian status``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, select
+
+from cambrian.archive._queries import EVALUATIONS, LLM_CALLS, PROGRAMS
+from cambrian.types import ProgramStatus
+
+_DONE = (ProgramStatus.EVALUATED, ProgramStatus.FAILED, ProgramStatus.REJECTED)
+
+
+def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict[str, Any]]:
+    """Per model: pulls, rewards, successes, reward_sum, calls, errors, tokens, cost.
+
+    A child's improvement is its score minus its parent's (the other way round when
+    minimising) when both evaluations are ok, else 0; rejected and failed children and
+    failed calls are outcomes worth 0.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    calls = (
+        select(
+            LLM_CALLS.c.model,
+            func.count(),
+            func.sum(case((LLM_CALLS.c.ok, 0), else_=1)),
+            func.sum(LLM_CALLS.c.prompt_tokens),
+            func.sum(LLM_CALLS.c.completion_tokens),
+            func.sum(LLM_CALLS.c.cost_usd),
+        )
+        .where(LLM_CALLS.c.run_id == run_id)
+        .group_by(LLM_CALLS.c.model)
+    )
+    for model, count, errors, prompt, completion, cost in conn.execute(calls):
+        out[model] = {
+            "pulls": count,
+            "calls": count,
+            "errors": int(errors or 0),
+            "prompt_tokens": int(prompt or 0),
+            "completion_tokens": int(completion or 0),
+            "cost_usd": float(cost or 0.0),
+            "rewards": int(errors or 0),
+            "successes": 0,
+            "reward_sum": 0.0,
+        }
+    for model, outcomes, successes, reward_sum in conn.execute(_outcomes(run_id, maximize)):
+        entry = out.setdefault(
+            model,
+            {
+                "pulls": 0,
+                "calls": 0,
+                "errors": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost_usd": 0.0,
+                "rewards": 0,
+                "successes": 0,
+                "reward_sum": 0.0,
+            },
+        )
+        entry["rewards"] += int(outcomes or 0)
+        entry["successes"] = int(successes or 0)
+        entry["reward_sum"] = float(reward_sum or 0.0)
+    return out
+
+
+def _outcomes(run_id: str, maximize: bool) -> Any:
+    """Finished children per model: count, improvements above 0, and their sum."""
+    child = EVALUATIONS.alias("child")
+    parent = EVALUATIONS.alias("parent")
+    delta = child.c.score - parent.c.score if maximize else parent.c.score - child.c.score
+    both_ok = and_(child.c.status == "ok", parent.c.status == "ok")
+    gain = case((and_(both_ok, delta > 0), delta), else_=0.0)
+    return (
+        select(
+            PROGRAMS.c.model, func.count(), func.sum(case((gain > 0, 1), else_=0)), func.sum(gain)
+        )
+        .select_from(
+            PROGRAMS.outerjoin(child, child.c.program_id == PROGRAMS.c.id).outerjoin(
+                parent, parent.c.program_id == PROGRAMS.c.parent_id
+            )
+        )
+        .where(
+            PROGRAMS.c.run_id == run_id,
+            PROGRAMS.c.parent_id.is_not(None),
+            PROGRAMS.c.model.is_not(None),
+            PROGRAMS.c.status.in_([s.value for s in _DONE]),
+        )
+        .group_by(PROGRAMS.c.model)
+    )
