@@ -5,21 +5,19 @@ from __future__ import annotations
 import functools
 
 from cambrian.errors import SandboxError
-from cambrian.sandbox._container import connect
-from cambrian.sandbox._image import build_base, default_tag
+from cambrian.sandbox import build_base, connect, default_tag
 
 
 @functools.cache
 def docker_image() -> str | None:
-    """Build ``cambrian/sandbox:py<X.Y>`` once per session if missing; None without Docker."""
+    """Build ``cambrian/sandbox:py<X.Y>`` from this interpreter once per session.
+
+    Always rebuilt (about 3 s), never reused: an image left by another interpreter or
+    an older checkout would test the wrong Python. None without Docker.
+    """
     try:
         client = connect()
     except SandboxError:
         return None
-    import docker
-
-    try:
-        client.images.get(default_tag())
-    except docker.errors.ImageNotFound:
-        build_base(client, default_tag())
+    build_base(client, default_tag())
     return default_tag()
