@@ -5,7 +5,7 @@ each, default 50) for the process backend (rlimits, bubblewrap) and Docker (a co
 per evaluation, warm pool), the overhead as a share of a 1 s evaluation, and compares
 with the targets: warm Docker <= 100 ms, bubblewrap <= 30 ms.
 
-    python benchmarks/sandbox_startup.py --n 50
+    python benchmarks/sandbox.py --n 50
 """
 
 from __future__ import annotations
