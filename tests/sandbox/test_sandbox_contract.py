@@ -134,12 +134,24 @@ def test_candidate_crash_is_a_result(sandbox, tmp_path):
     assert "ZeroDivisionError" in result.stderr
 
 
+def _interpreter_prefix(backend) -> str:
+    """The prefix the sandbox's python reports: images carry the base interpreter only."""
+    return sys.base_prefix if backend.name.startswith("docker") else sys.prefix
+
+
+def _interpreter_bin(backend) -> str:
+    """The directory first on the sandbox's PATH."""
+    if backend.name.startswith("docker"):
+        return os.path.join(sys.base_prefix, "bin")
+    return os.path.dirname(sys.executable)
+
+
 def test_runs_in_workdir_with_the_host_interpreter(backend, sandbox, tmp_path):
     (tmp_path / "prog.py").write_text("import os, sys; print(os.getcwd()); print(sys.prefix)\n")
     result = sandbox.run("python prog.py", workdir=tmp_path, limits=limits())
     assert result.returncode == 0, result.stderr
     cwd, prefix = result.stdout.split()
-    assert prefix == sys.prefix
+    assert prefix == _interpreter_prefix(backend)
     assert cwd == str(tmp_path.resolve()) or not backend.same_path
 
 
@@ -151,7 +163,7 @@ def test_host_secrets_never_reach_the_candidate(backend, sandbox, tmp_path, monk
     assert "sk-planted" not in result.stdout
     assert "OPENAI_API_KEY" not in env and "PYTHONPATH" not in env
     assert env["HOME"] == str(tmp_path.resolve()) or not backend.same_path
-    assert env["PATH"].startswith(os.path.dirname(sys.executable) + ":")
+    assert env["PATH"].startswith(_interpreter_bin(backend) + ":")
     assert env["EXTRA"] == "yes"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["LC_ALL"] == "C.UTF-8"
     assert len(env["CAMBRIAN_SANDBOX_TOKEN"]) >= 16
