@@ -73,6 +73,9 @@ def print_summary(out: Console, ctx: Any, reason: str, error: str) -> None:
         f"  tokens {stats['prompt_tokens']} in / {stats['completion_tokens']} out, "
         f"{stats['llm_calls']} LLM calls, {stats['elapsed_s']:.1f}s"
     )
+    for model, counts in sorted(ctx.llm.errors_by_model().items()):
+        listed = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+        out.print(f"  model {model}: failed attempts: {listed}", markup=False)
     found = ctx.archive.best()
     if found is None:
         out.print("  no program evaluated successfully")

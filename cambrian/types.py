@@ -200,6 +200,10 @@ class LLM(Protocol):
         """Return the model's reply to ``messages`` (OpenAI chat format)."""
         ...
 
+    def errors_by_model(self) -> dict[str, dict[str, int]]:
+        """Failed attempts so far (retried or final), per model, counted by class."""
+        ...
+
 
 class Archive(Protocol):
     """Stores programs and evaluations; keeps the MAP-Elites elites; samples parents."""

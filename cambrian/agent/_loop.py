@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -56,6 +57,7 @@ class Evolution:
         self.stop_reason = ""
         self.error = ""
         self._spent_usd = 0.0
+        self._rng = random.Random(ctx.config.run.seed)
         self._novelty = get_novelty(ctx.config.novelty)
 
     # --- one candidate, in two halves -------------------------------------------------
@@ -90,7 +92,8 @@ class Evolution:
         self, parent: Program, island: int, variables: dict, files: dict[str, str]
     ) -> Program:
         """One LLM call and its outcome, stored: a proposed child or a rejection."""
-        completion = await self.ctx.llm.complete(render_messages(self.ctx.templates, variables))
+        templates = self._rng.choice(self.ctx.templates)  # prompt variations, when several
+        completion = await self.ctx.llm.complete(render_messages(templates, variables))
         self._spent_usd += completion.cost_usd
         edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
         if edit.ok and self._novelty is not None:

@@ -52,7 +52,7 @@ class RunContext:
     llm: LLM
     rules: FileRules
     protected: list[str]
-    templates: Path
+    templates: tuple[Path, ...]
     resumed: bool
     servers: list[ModelServer] = field(default_factory=list)
 
@@ -71,6 +71,15 @@ class RunContext:
             server.stop()
         self.archive.close()
         self.lineage.close()
+
+
+def _template_sets(config: CambrianConfig, task: Path) -> tuple[Path, ...]:
+    """The prompt template folders: one set, or several to vary prompts between."""
+    names = config.prompt.templates
+    names = (names,) if isinstance(names, str) else names
+    if not names:
+        raise ConfigError("prompt.templates is an empty list: name at least one template set")
+    return tuple(template_set(name, task) for name in names)
 
 
 def _remove_dead_workdirs(work: Path) -> None:
@@ -191,7 +200,7 @@ def open_run(
     """
     meta, data, config, run_dir, resumed = _prepare(task_dir, run_dir, extra or {}, list(overrides))
     config.check_runnable()
-    template_set(config.prompt.templates, Path(meta["task_dir"]))
+    _template_sets(config, Path(meta["task_dir"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=1))
     (run_dir / CONFIG_JSON).write_text(json.dumps(data, indent=1))
@@ -266,7 +275,7 @@ def _open_rooms(
         llm=get_llm(config.llm, seed=config.run.seed),
         rules=rules,
         protected=rules.protected_files(base_files),
-        templates=template_set(config.prompt.templates, task),
+        templates=_template_sets(config, task),
         resumed=resumed,
         servers=servers,
     )

@@ -167,10 +167,11 @@ class PromptConfig(_Section):
     ancestors: int = Field(default=0, ge=0, description="The parent's ancestors shown too.")
     rejections: int = Field(default=3, ge=0, description="Recent rejection reasons shown.")
     feedback_chars: int = Field(default=2000, gt=0, description="Cap on evaluator feedback.")
-    templates: str = Field(
+    templates: str | tuple[str, ...] = Field(
         default="default",
         description="Template set: default, compact (small local models), or a folder "
-        "(relative to the task folder) holding system.j2 and user.j2.",
+        "(relative to the task folder) holding system.j2 and user.j2; a list of sets: one "
+        "is chosen at random for each proposal (prompt variations).",
     )
 
 

@@ -8,9 +8,12 @@ nothing is fetched from the network.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -109,6 +112,7 @@ class LiteLLMClient:
         self._rng = random.Random()
         self._local = local
         self._litellm: ModuleType | None = None
+        self.error_counts: Counter[str] = Counter()  # failed attempts by class
 
     async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
         """Return the model's reply to ``messages``.
@@ -134,6 +138,7 @@ class LiteLLMClient:
                 )
             except (openai.OpenAIError, TimeoutError) as exc:
                 status = _status(exc)
+                self.error_counts[error_class(exc, status)] += 1
                 if not _retryable(exc, status):
                     raise LLMError(self._fatal_message(exc, status)) from exc
                 if attempt == self._config.retries:
@@ -142,6 +147,10 @@ class LiteLLMClient:
                 continue
             return self._completion(litellm, response, time.perf_counter() - start)
         raise AssertionError("unreachable")
+
+    def errors_by_model(self) -> dict[str, dict[str, int]]:
+        """Failed attempts (retried or final) by class, under this model's name."""
+        return {self.name: dict(self.error_counts)} if self.error_counts else {}
 
     async def prices(self) -> Prices:
         """The model's per-token prices (overrides, else 0 when local, else litellm's map)."""
@@ -278,6 +287,41 @@ def _status(exc: BaseException) -> int | None:
     """The HTTP status an error carries, if any."""
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def error_class(exc: BaseException, status: int | None) -> str:
+    """One word for a failed attempt: timeout, connection, rate_limit, server, auth, ..."""
+    import openai  # already loaded by litellm
+
+    if isinstance(exc, TimeoutError | openai.APITimeoutError) or "Timeout" in type(exc).__name__:
+        return "timeout"
+    if _connection_error(exc):
+        return "connection"
+    if _unparsable(exc):  # litellm reports a 200 with a broken body as a 500
+        return "bad_response"
+    classes = {429: "rate_limit", 401: "auth", 403: "auth", 404: "not_found", 400: "bad_request"}
+    if status in classes:
+        return classes[status]
+    if status is not None and status >= 500:
+        return "server"
+    return "bad_response"
+
+
+_JSON_ERRORS = re.compile(
+    r"Expecting value|Unterminated string|Expecting '.' delimiter|Extra data|JSONDecodeError"
+)
+
+
+def _unparsable(exc: BaseException) -> bool:
+    """Whether the reply arrived but its body was not valid JSON."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, json.JSONDecodeError) or _JSON_ERRORS.search(str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _connection_error(exc: BaseException) -> bool:

@@ -189,6 +189,10 @@ class EnsembleLLM:
         """
         self._stats = {name: stats.get(name, ModelStats()) for name in self._names}
 
+    def errors_by_model(self) -> dict[str, dict[str, int]]:
+        """Failed attempts (retried or final) per model, by class."""
+        return {name: dict(c.error_counts) for name, c in self._clients.items() if c.error_counts}
+
     def stats(self) -> dict[str, ModelStats]:
         """The statistics per model, in configuration order."""
         return {name: self._stats[name] for name in self._names}

@@ -146,3 +146,18 @@ def test_a_launched_llamacpp_model_serves_the_run(tmp_path: Path) -> None:
     assert list(_calls_by_model(tmp_path / "run")) == [servers[0].model]
     assert not servers[0].running  # the run stopped the server it started
     assert (tmp_path / "run" / f"{Path(str(gguf)).stem}.log").exists()
+
+
+def test_prompt_variations_pick_among_template_sets(scaffold_task: Path, tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def responder(messages: list[dict]) -> str:
+        seen.append(messages[0]["content"])
+        return "no edit"
+
+    with ScriptedLLMServer(responder) as server:
+        extra = {"llm": {"model": "openai/scripted", "api_base": server.url}}
+        _run(scaffold_task, tmp_path / "run", extra, "run.iterations=1", "run.max_proposals=12",
+             "run.proposal_concurrency=1", 'prompt.templates=["default", "compact"]')
+    compact = [s for s in seen if s.startswith("You are a") and "SEARCH/REPLACE" not in s]
+    assert len(seen) == 12 and 0 < len(compact) < 12  # both sets were used

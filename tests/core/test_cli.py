@@ -113,6 +113,7 @@ def test_unreachable_model_is_a_clear_failure(scaffold_task: Path, tmp_path: Pat
     assert done.returncode == 1
     assert "stopped: llm_error" in done.stdout
     assert "127.0.0.1:9" in done.stdout  # the error names the endpoint
+    assert "model openai/x: failed attempts: connection" in done.stdout  # classified, counted
     # the initial program was still evaluated and kept
     assert (
         json.loads(_cli("status", "--run-dir", str(tmp_path / "run"), "--json").stdout)[

@@ -35,11 +35,28 @@ FAULTS = {
 }
 
 
+CLASSES = {
+    "429 with Retry-After": "rate_limit",
+    "500": "server",
+    "503": "server",
+    "connection drop": "connection",
+    "hang": "timeout",
+    "slow trickle": "timeout",
+    "garbage": "bad_response",
+    "truncated JSON": "bad_response",
+}
+
+
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_fault_then_success_is_survived(name: str) -> None:
     with ScriptedLLMServer(replay([FAULTS[name], OK])) as server:
         start = time.monotonic()
-        completion = _complete(server, timeout_s=2)
+        client = LiteLLMClient(
+            LLMConfig(model="openai/scripted", api_base=server.url, timeout_s=2, retries=3),
+            backoff_s=0.05,
+        )
+        completion = asyncio.run(client.complete(MESSAGES))
+        assert client.error_counts == {CLASSES[name]: 1}  # classified and counted
         elapsed = time.monotonic() - start
         assert completion.text == OK
         assert server.requests == 2  # exactly one retry
