@@ -157,7 +157,14 @@ def test_prompt_variations_pick_among_template_sets(scaffold_task: Path, tmp_pat
 
     with ScriptedLLMServer(responder) as server:
         extra = {"llm": {"model": "openai/scripted", "api_base": server.url}}
-        _run(scaffold_task, tmp_path / "run", extra, "run.iterations=1", "run.max_proposals=12",
-             "run.proposal_concurrency=1", 'prompt.templates=["default", "compact"]')
+        _run(
+            scaffold_task,
+            tmp_path / "run",
+            extra,
+            "run.iterations=1",
+            "run.max_proposals=12",
+            "run.proposal_concurrency=1",
+            'prompt.templates=["default", "compact"]',
+        )
     compact = [s for s in seen if s.startswith("You are a") and "SEARCH/REPLACE" not in s]
     assert len(seen) == 12 and 0 < len(compact) < 12  # both sets were used
