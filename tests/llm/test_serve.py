@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import cambrian_cmd, need_engine, scrubbed_env
+from conftest import TASKS, cambrian_cmd, need_engine, scrubbed_env
 
 from cambrian.llm import EngineSpec, engine_command
 
@@ -55,6 +56,43 @@ def test_vllm_explicit_tensor_parallel_and_cpu_defaults() -> None:
 def test_bad_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="engine must be one of"):
         EngineSpec(engine="tgi", model="m")
+
+
+def run_uses_server(api_base: str, model: str, tmp_path: Path) -> int:
+    """Run one iteration of tasks/demo_max against ``api_base``; return its LLM calls."""
+    task = tmp_path / "demo"
+    shutil.copytree(TASKS / "demo_max", task)
+    done = subprocess.run(
+        cambrian_cmd(
+            "run",
+            str(task),
+            "--run-dir",
+            str(tmp_path / "served-run"),
+            "--iterations",
+            "1",
+            "--model",
+            model,
+            "--api-base",
+            api_base,
+            "--sandbox",
+            "process",
+            "--set",
+            "run.max_proposals=4",
+        ),
+        capture_output=True,
+        text=True,
+        env=scrubbed_env(),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    status = subprocess.run(
+        cambrian_cmd("status", "--run-dir", str(tmp_path / "served-run"), "--json"),
+        capture_output=True,
+        text=True,
+        env=scrubbed_env(),
+        check=True,
+    )
+    return json.loads(status.stdout)["models"][model]["calls"]
 
 
 def _gguf() -> Path | None:
@@ -105,6 +143,7 @@ def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.loads(response.read())
     assert answer["choices"][0]["message"]["content"]
+    assert run_uses_server(api_base, "openai/smol", tmp_path) >= 1
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in rest
