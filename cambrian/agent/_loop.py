@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from cambrian.agent._context import builtin_features, prompt_context
+from cambrian.agent._context import BUILTIN_FEATURES, builtin_features, prompt_context
 from cambrian.agent._edits import EditResult, apply_reply
 from cambrian.agent._models import reward_child, within_budget
 from cambrian.agent._novelty import get_novelty
@@ -171,6 +171,8 @@ class Evolution:
     def _with_builtin_features(self, program: Program, evaluation: Evaluation) -> Evaluation:
         """Merge the built-in features the axes name; the evaluator's own values win."""
         axes = self.ctx.config.archive.features
+        if not any(name in axes for name in BUILTIN_FEATURES):
+            return evaluation  # the common case: no extra reads on the hot path
         parent = None if program.parent_id is None else self.ctx.archive.get(program.parent_id)
         extra = builtin_features(
             self.ctx.lineage,

@@ -66,7 +66,8 @@ def _launch_entries(
             if entry.launch is None:
                 entries.append(entry)
                 continue
-            server = ModelServer(_spec(entry), log_path=log_dir / f"{_slug(entry.name)}.log")
+            spec = _spec(entry)
+            server = ModelServer(spec, log_path=log_dir / f"{spec.name}.log")
             log.info("starting %s for %s (log: %s)", entry.launch, entry.name, server.log_file)
             url = server.start()
             servers.append(server)
@@ -84,17 +85,11 @@ def _spec(entry: ModelEntry) -> EngineSpec:
     return EngineSpec(
         engine=entry.launch,
         model=entry.name,
-        served_name=_slug(entry.name),
         gpus=tuple(entry.gpus),
         python=entry.launch_python or sys.executable,
         extra_args=tuple(entry.launch_args),
         max_model_len=entry.max_tokens and max(4096, 2 * entry.max_tokens),
     )
-
-
-def _slug(name: str) -> str:
-    """A served-model name from a model id or path."""
-    return Path(name.rstrip("/")).name.removesuffix(".gguf") or "model"
 
 
 def reward_child(ctx: RunContext, program: Program, evaluation: Evaluation | None) -> None:

@@ -87,10 +87,8 @@ def _remove_dead_workdirs(work: Path) -> None:
     if not work.is_dir():
         return
     for folder in work.iterdir():
-        if folder.name.isdigit() and not Path(f"/proc/{folder.name}").exists():
+        if not (folder.name.isdigit() and Path(f"/proc/{folder.name}").exists()):
             shutil.rmtree(folder, ignore_errors=True)
-        elif not folder.name.isdigit():
-            shutil.rmtree(folder, ignore_errors=True)  # left by an older layout
 
 
 def archive_url(config: CambrianConfig, run_dir: Path) -> str:

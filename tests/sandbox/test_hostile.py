@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_docker import docker_image
+from procs import live_pids
 
 from cambrian.config import EvaluatorConfig, SandboxConfig
 from cambrian.errors import SandboxError
@@ -168,24 +169,9 @@ def _make(name: str):
     )
 
 
-def _marked(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(pid))
-    return found
-
-
 def _no_strays(marker: str) -> bool:
     end = time.monotonic() + 3
-    while _marked(marker):
+    while live_pids(marker, "cmdline"):
         if time.monotonic() > end:
             return False
         time.sleep(0.05)

@@ -15,10 +15,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from fixtures_docker import docker_image
+from procs import live_pids
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
@@ -92,26 +92,10 @@ def limits(timeout_s: float = 10.0, **kw) -> Limits:
     return Limits(**{**base.__dict__, **kw})
 
 
-def marked_pids(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment holds ``marker``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in environ and state != "Z":
-            found.append(int(name))
-    return found
-
-
 def gone(marker: str, within_s: float = 2.0) -> bool:
     """Whether every process carrying ``marker`` is dead (allowing time to be reaped)."""
     end = time.monotonic() + within_s
-    while marked_pids(marker):
+    while live_pids(marker):
         if time.monotonic() > end:
             return False
         time.sleep(0.02)
