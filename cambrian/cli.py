@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from functools import partial
 from importlib.resources import files as package_files
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,9 +58,29 @@ def _flags(**values: Any) -> dict[str, Any]:
     for dotted, value in values.items():
         if value is None or value == []:
             continue
-        section, key = dotted.split(".")
-        nested.setdefault(section, {})[key] = value
+        *tables, key = dotted.split(".")
+        target = nested
+        for table in tables:
+            target = target.setdefault(table, {})
+        target[key] = value
     return nested
+
+
+def _islands(text: str | None, config: Any) -> tuple[int, ...] | None:
+    """``--islands 0,2`` as island indices, checked against ``archive.islands`` (None: all)."""
+    from cambrian.agent import choose_islands
+
+    if text is None:
+        return None
+    count = config.archive.islands
+    try:
+        chosen = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--islands {text!r} is not a comma-separated list of island indices in "
+            f"0..{count - 1} (archive.islands = {count})"
+        ) from None
+    return choose_islands(chosen, count)
 
 
 def _setup_logging(quiet: bool, log_file: Path | None = None, console_quiet: bool = False) -> None:
@@ -85,13 +106,21 @@ def run(
     ] = None,
     model: Annotated[str | None, typer.Option(help="litellm model name.")] = None,
     api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
-    sandbox: Annotated[str | None, typer.Option(help="auto, docker or process.")] = None,
+    sandbox: Annotated[str | None, typer.Option(help="auto, docker, process or ray.")] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster (auto, host:port, ray://host:port); sets --sandbox ray."),
+    ] = None,
     target_score: Annotated[float | None, typer.Option(help="Stop once reached.")] = None,
     repo: Annotated[Path | None, typer.Option(help="Repository to evolve (no config).")] = None,
     evaluator: Annotated[str | None, typer.Option(help="Evaluator command.")] = None,
     editable: Annotated[list[str] | None, typer.Option(help="Editable glob (repeat).")] = None,
     description: Annotated[str | None, typer.Option(help="What to optimise.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value")] = None,
+    islands: Annotated[
+        str | None,
+        typer.Option(help="Islands this controller proposes on, e.g. 0,2 (default: all)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings.")] = False,
 ) -> None:
     """Evolve a task (or resume the run in --run-dir) and print the best program."""
@@ -104,25 +133,27 @@ def run(
             "run.iterations": iterations,
             "llm.model": model,
             "llm.api_base": api_base,
-            "sandbox.backend": sandbox,
+            "sandbox.backend": sandbox or ("ray" if ray_address else None),
+            "sandbox.ray.address": ray_address,
             "run.target_score": target_score,
             "evaluator.command": evaluator,
             "task.editable": editable,
             "task.description": description,
         }
     )
-    try:
-        ctx = open_run(repo or task_dir, run_dir, extra=extra, overrides=set_ or [])
+    try:  # a bad --islands is refused before the run folder is touched
+        check = partial(_islands, islands)
+        ctx = open_run(repo or task_dir, run_dir, extra=extra, overrides=set_ or [], check=check)
     except CambrianError as exc:
         raise _fail(exc) from None
     live = out.is_terminal and not quiet  # a panel on a terminal; plain log lines otherwise
     _setup_logging(quiet, ctx.run_dir / "run.log", console_quiet=live)
-    verb = "resuming" if ctx.resumed else "starting"
-    log.info("%s run %s in %s", verb, ctx.run_id, ctx.run_dir)
+    log.info("%s run %s in %s", "resuming" if ctx.resumed else "starting", ctx.run_id, ctx.run_dir)
     log.info("model %s; %s", ctx.llm.name, ctx.sandbox.describe())
     panel = LivePanel(ctx)
     hooks = (ProgressPrinter(ctx, quiet), panel) if live else (ProgressPrinter(ctx, quiet),)
-    evolution = panel.evolution = Evolution(ctx, on_event=fan_out(*hooks))
+    chosen = _islands(islands, ctx.config)
+    evolution = panel.evolution = Evolution(ctx, on_event=fan_out(*hooks), islands=chosen)
     try:
         reason = asyncio.run(_evolve(evolution, panel if live else None))
     except KeyboardInterrupt:

@@ -135,6 +135,7 @@ class RunResult:
         timed_out: The wall-clock limit was hit and the process tree was killed.
         oom_killed: The command ran out of memory.
         duration_s: Wall time.
+        lost: Why the backend lost the command (a cluster worker or node died), or "".
     """
 
     returncode: int | None
@@ -143,6 +144,7 @@ class RunResult:
     timed_out: bool = False
     oom_killed: bool = False
     duration_s: float = 0.0
+    lost: str = ""
 
 
 class Sandbox(Protocol):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_ray import ray_cluster  # noqa: F401 - a session fixture for every room
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "tasks"

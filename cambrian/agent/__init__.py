@@ -2,6 +2,7 @@
 
 from cambrian.agent._edits import EditResult, apply_reply, evolve_regions_intact
 from cambrian.agent._files import FileRules
+from cambrian.agent._islands import choose_islands
 from cambrian.agent._loop import Event, Evolution
 from cambrian.agent._records import RunRecords, open_records
 from cambrian.agent._setup import RunContext, default_run_dir, open_run, resolve_run_dir
@@ -14,6 +15,7 @@ __all__ = [
     "RunContext",
     "RunRecords",
     "apply_reply",
+    "choose_islands",
     "default_run_dir",
     "evolve_regions_intact",
     "open_records",

@@ -6,12 +6,14 @@ import asyncio
 import logging
 import random
 import shutil
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 
 from cambrian.agent._context import BUILTIN_FEATURES, builtin_features, prompt_context
 from cambrian.agent._edits import EditResult, apply_reply
+from cambrian.agent._islands import choose_islands
 from cambrian.agent._models import reward_child, within_budget
 from cambrian.agent._novelty import get_novelty
 from cambrian.agent._setup import RunContext
@@ -43,22 +45,34 @@ class Evolution:
     Args:
         ctx: The opened run.
         on_event: Called after each rejection or evaluation (progress display).
+        islands: The islands this controller proposes children on, in turn; None: all.
+
+    Raises:
+        ConfigError: ``islands`` is empty, repeats an island or names one out of range.
     """
 
-    def __init__(self, ctx: RunContext, on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        on_event: Callable[[Event], None] | None = None,
+        *,
+        islands: Sequence[int] | None = None,
+    ) -> None:
         self.ctx = ctx
+        self._islands = choose_islands(islands, ctx.config.archive.islands)
         self._on_event = on_event or (lambda event: None)
         self._queue: asyncio.Queue[Program] = asyncio.Queue()
         self._changed = asyncio.Condition()
         self._evaluating: set[str] = set()
-        self._pending = self._proposing = self._llm_failures = 0
-        self._evaluated = self._proposals = 0
+        self._pending = self._proposing = self._llm_failures = self._evaluated = self._proposals = 0
         self._root: Program | None = None
-        self.stop_reason = ""
-        self.error = ""
+        self.stop_reason = self.error = ""
         self._spent_usd = 0.0
         self._rng = random.Random(ctx.config.run.seed)
         self._novelty = get_novelty(ctx.config.novelty)
+        # Its own threads: asyncio's default pool has min(32, CPUs + 4), fewer than a
+        # cluster's evaluation slots.
+        self._pool = ThreadPoolExecutor(ctx.config.run.eval_concurrency, "cambrian-eval")
 
     # --- one candidate, in two halves -------------------------------------------------
     async def propose(self, island: int) -> Program | None:
@@ -67,20 +81,13 @@ class Evolution:
         A near-duplicate (``[novelty]``) is rejected and the same parent is asked again,
         up to ``novelty.max_attempts`` times.
         """
-        parent = self.ctx.archive.sample_parent(island) or self._root
-        task = {
-            "description": self.ctx.config.task.description,
-            "direction": self.ctx.config.evaluator.direction,
-        }
+        ctx, config = self.ctx, self.ctx.config
+        parent = ctx.archive.sample_parent(island) or self._root
+        task = {"description": config.task.description, "direction": config.evaluator.direction}
         variables, files = prompt_context(
-            self.ctx.archive,
-            self.ctx.lineage,
-            self.ctx.rules,
-            self.ctx.config.prompt,
-            parent,
-            task,
+            ctx.archive, ctx.lineage, ctx.rules, config.prompt, parent, task
         )
-        for _ in range(self.ctx.config.novelty.max_attempts if self._novelty else 1):
+        for _ in range(config.novelty.max_attempts if self._novelty else 1):
             child = await self._propose_once(parent, island, variables, files)
             if not child.reason.startswith(NEAR_DUPLICATE):
                 break
@@ -156,7 +163,8 @@ class Evolution:
         """Check the program out into a fresh work dir, run the evaluator, store the result."""
         self.ctx.archive.set_status(program.id, ProgramStatus.EVALUATING)
         self._evaluating.add(program.id)
-        evaluation = await asyncio.to_thread(self._evaluate_in_workdir, program)
+        loop = asyncio.get_running_loop()
+        evaluation = await loop.run_in_executor(self._pool, self._evaluate_in_workdir, program)
         self._evaluating.discard(program.id)
         evaluation = self._with_builtin_features(program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
@@ -173,15 +181,8 @@ class Evolution:
         axes = self.ctx.config.archive.features
         if not any(name in axes for name in BUILTIN_FEATURES):
             return evaluation  # the common case: no extra reads on the hot path
-        parent = None if program.parent_id is None else self.ctx.archive.get(program.parent_id)
-        extra = builtin_features(
-            self.ctx.lineage,
-            self.ctx.rules,
-            program,
-            None if parent is None else parent.commit,
-            evaluation,
-            axes,
-        )
+        base = None if program.parent_id is None else self.ctx.archive.get(program.parent_id).commit
+        extra = builtin_features(self.ctx.lineage, self.ctx.rules, program, base, evaluation, axes)
         if not extra:
             return evaluation
         return replace(evaluation, features={**extra, **evaluation.features})
@@ -299,7 +300,6 @@ class Evolution:
         return in_flight < self._target and not backlog
 
     async def _propose_forever(self, worker: int) -> None:
-        islands = self.ctx.config.archive.islands
         while True:
             await self._wait(lambda: self._has_room() or self._stopping())
             if self._proposals >= self.ctx.config.run.max_proposals or self._stopping():
@@ -311,7 +311,8 @@ class Evolution:
             self._proposals += 1
             self._proposing += 1
             try:
-                program = await self.propose((self._proposals + worker) % islands)
+                island = self._islands[(self._proposals + worker) % len(self._islands)]
+                program = await self.propose(island)
                 self._llm_failures = 0
             except LLMError as exc:
                 program = None

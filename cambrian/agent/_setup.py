@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from cambrian.config import (
     build_config,
     find_config_file,
     load_config,
+    merge_flags,
 )
 from cambrian.errors import CambrianError, ConfigError
 from cambrian.evaluators import CommandEvaluator
@@ -135,8 +137,7 @@ def _stored_config(
 ) -> tuple[dict[str, Any], CambrianConfig]:
     """Config of an existing run, with this invocation's flags and overrides on top."""
     data = json.loads((run_dir / CONFIG_JSON).read_text())
-    for section, values in extra.items():
-        data.setdefault(section, {}).update(values)
+    merge_flags(data, extra)
     for assignment in overrides:
         apply_override(data, assignment)
     return data, build_config(data, str(run_dir / CONFIG_JSON))
@@ -155,8 +156,7 @@ def _foreign_config(
     for line in found.warnings():
         log.warning(line)
     data = json.loads(json.dumps(found.config))
-    for section, values in extra.items():
-        data.setdefault(section, {}).update(values)
+    merge_flags(data, extra)
     for assignment in overrides:
         apply_override(data, assignment)
     return build_config(data, f"{task_dir} ({found.format} task)")
@@ -185,6 +185,7 @@ def open_run(
     *,
     extra: dict[str, Any] | None = None,
     overrides: list[str] = (),
+    check: Callable[[CambrianConfig], object] | None = None,
 ) -> RunContext:
     """Create or resume a run and build its rooms.
 
@@ -195,9 +196,13 @@ def open_run(
         run_dir: Where the run lives; an existing run there is resumed.
         extra: Nested config values from CLI flags.
         overrides: ``section.key=value`` strings, applied last.
+        check: Called with the resolved config before anything is written; a
+            ``CambrianError`` it raises refuses the run and leaves the run folder as it was.
     """
     meta, data, config, run_dir, resumed = _prepare(task_dir, run_dir, extra or {}, list(overrides))
     config.check_runnable()
+    if check is not None:
+        check(config)
     _template_sets(config, Path(meta["task_dir"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=1))

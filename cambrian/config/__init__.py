@@ -11,6 +11,7 @@ from cambrian.config._load import (
     dump_toml,
     find_config_file,
     load_config,
+    merge_flags,
 )
 from cambrian.config._sections import (
     ArchiveConfig,
@@ -21,6 +22,7 @@ from cambrian.config._sections import (
     ModelEntry,
     NoveltyConfig,
     PromptConfig,
+    RayConfig,
     RunConfig,
     SandboxConfig,
     SelectionConfig,
@@ -37,6 +39,7 @@ __all__ = [
     "ModelEntry",
     "NoveltyConfig",
     "PromptConfig",
+    "RayConfig",
     "RunConfig",
     "SandboxConfig",
     "SelectionConfig",
@@ -46,4 +49,5 @@ __all__ = [
     "dump_toml",
     "find_config_file",
     "load_config",
+    "merge_flags",
 ]

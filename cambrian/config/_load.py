@@ -95,11 +95,19 @@ def load_config(
     if path is not None:
         data = _read_file(path)
         source = str(path)
-    for section, values in (extra or {}).items():
-        data.setdefault(section, {}).update(values)
+    merge_flags(data, extra or {})
     for assignment in overrides:
         apply_override(data, assignment)
     return build_config(data, source)
+
+
+def merge_flags(data: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge nested CLI flag values into ``data`` in place, table by table."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            merge_flags(data[key], value)
+        else:
+            data[key] = value
 
 
 def _toml_value(value: Any) -> str:

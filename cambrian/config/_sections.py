@@ -48,16 +48,51 @@ class EvaluatorConfig(_Section):
     )
 
 
+class RayConfig(_Section):
+    """``sandbox.backend = "ray"``: each evaluation is a Ray task on a cluster node."""
+
+    address: str = Field(
+        default="auto",
+        description="auto (the cluster this machine belongs to), host:port of the head, "
+        "or ray://host:10001 (Ray Client).",
+    )
+    node_ip: str | None = Field(
+        default=None, description="This machine's address as the cluster sees it; unset: Ray's."
+    )
+    node_backend: Literal["auto", "docker", "process"] = Field(
+        default="auto", description="The sandbox each node runs the evaluation in."
+    )
+    retries: int = Field(
+        default=1, ge=0, le=5, description="Re-runs, on another node, after a worker or node dies."
+    )
+    connect_timeout_s: float = Field(default=60.0, gt=0, description="Wait for the head at start.")
+    head_timeout_s: float = Field(
+        default=60.0, gt=0, description="A head silent this long stops the run (resumable)."
+    )
+    grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Deadline past evaluator.timeout_s for a started remote evaluation.",
+    )
+    queue_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="An evaluation not started this long after submission is recorded lost.",
+    )
+
+
 class SandboxConfig(_Section):
     """Where candidates run and with which limits."""
 
     backend: str = Field(
         default="auto",
-        description="auto (docker when usable, else process), docker, process, "
+        description="auto (docker when usable, else process), docker, process, ray, "
         "or a dotted class path.",
     )
     memory_mb: int | None = Field(default=2048, gt=0)
-    cpus: float | None = Field(default=None, gt=0, description="CPU share (docker only).")
+    cpus: float | None = Field(
+        default=None, gt=0, description="CPU share (docker; ray: num_cpus per task, unset 1)."
+    )
     pids: int | None = Field(default=256, gt=0)
     output_kb: int = Field(default=256, gt=0, description="Captured stdout/stderr cap (tail).")
     file_size_mb: int = Field(default=256, gt=0)
@@ -77,6 +112,7 @@ class SandboxConfig(_Section):
     gpu_ids: tuple[str, ...] | None = Field(
         default=None, description="GPUs to use; unset means every GPU nvidia-smi -L lists."
     )
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _check_gpus(self) -> SandboxConfig:
@@ -85,6 +121,11 @@ class SandboxConfig(_Section):
             raise ValueError("sandbox.gpus_per_eval must be a whole number or a fraction 1/k")
         if 0 < n < 1 and abs(1 / n - round(1 / n)) > 1e-6:
             raise ValueError("sandbox.gpus_per_eval below 1 must be 1/k (0.5, 0.25, ...)")
+        if self.backend == "ray" and self.gpu_ids is not None:
+            raise ValueError(
+                "sandbox.gpu_ids does not apply to backend ray: Ray assigns GPUs; "
+                "declare them with `ray start --num-gpus N` on each node"
+            )
         return self
 
 

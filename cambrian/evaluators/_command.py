@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ class CommandEvaluator:
 
     def evaluate(self, workdir: Path, protected: Sequence[str] = ()) -> Evaluation:
         """Evaluate the candidate checked out in ``workdir``; failures come back as data."""
+        workdir = Path(os.path.abspath(workdir))  # $CAMBRIAN_RESULT must not be relative
         # A fresh, unguessable name: candidate code cannot pre-write the result file.
         result_path = workdir / f"{RESULT_PREFIX}{secrets.token_hex(8)}.json"
         env = {"CAMBRIAN_WORKDIR": str(workdir)}
@@ -101,6 +103,8 @@ class CommandEvaluator:
         self, run: RunResult, before: dict[str, str], after: dict[str, str]
     ) -> tuple[EvalStatus, str] | None:
         """Classify a failed run, or None when the command succeeded."""
+        if run.lost:
+            return EvalStatus.ERROR, f"lost: {run.lost}"
         if run.timed_out:
             return EvalStatus.TIMEOUT, f"timeout: killed after {self._limits.timeout_s:g}s"
         if run.oom_killed:

@@ -12,6 +12,7 @@ BACKENDS = {
     "auto": "cambrian.sandbox._auto.auto_sandbox",
     "docker": "cambrian.sandbox._docker.DockerSandbox",
     "process": "cambrian.sandbox._process.ProcessSandbox",
+    "ray": "cambrian.sandbox._ray.RaySandbox",
 }
 
 
@@ -37,8 +38,9 @@ def get_sandbox(config: SandboxConfig, *, run_id: str = "") -> Sandbox:
     """Build the sandbox named by ``config.backend``.
 
     Args:
-        config: The ``[sandbox]`` section; ``backend`` is a short name (``auto``, ``docker``,
-            ``process``) or a dotted class path whose constructor takes ``(config, *, run_id=...)``.
+        config: The ``[sandbox]`` section; ``backend`` is a short name (``auto``,
+            ``docker``, ``process``, ``ray``) or a dotted class path whose constructor
+            takes ``(config, *, run_id=...)``.
         run_id: The evolution run's id, handed to the backend.
 
     Returns:

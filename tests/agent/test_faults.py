@@ -24,7 +24,7 @@ from cambrian.config import FeatureBins
 from cambrian.llm import ScriptedLLMServer, mutate_numbers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "archive"))
-from fixtures_postgres import pg_cluster  # noqa: E402, F401, F811 - session fixture
+from fixtures_postgres import new_database, pg_cluster  # noqa: E402, F401, F811 - session fixture
 
 EVALUATOR = """
 import json, time, uuid, subprocess, sys
@@ -143,12 +143,7 @@ def test_twenty_sigkills_on_sqlite(scaffold_task: Path, tmp_path: Path) -> None:
 def test_four_workers_on_postgresql(scaffold_task: Path, tmp_path: Path, pg_cluster) -> None:  # noqa: F811
     need_engine(pg_cluster is not None, "PostgreSQL (initdb, pg_ctl, psycopg)")
     (scaffold_task / "evaluate.py").write_text(EVALUATOR)
-    db = f"faults{os.getpid()}"
-    admin = create_engine(pg_cluster, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"create database {db}"))
-    admin.dispose()
-    url = pg_cluster.rsplit("/", 1)[0] + f"/{db}"
+    url = new_database(pg_cluster, f"faults{os.getpid()}")
     run_dir, rng = tmp_path / "shared", random.Random(5)
     seconds = float(os.environ.get("CAMBRIAN_FAULT_PG_S", "150"))
     sets = (f'archive.url="{url}"', "archive.lease_s=3")

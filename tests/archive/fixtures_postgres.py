@@ -72,3 +72,14 @@ def pg_cluster() -> Iterator[str | None]:
         stop = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
         subprocess.run(_as_postgres(*stop), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def new_database(cluster_url: str, name: str) -> str:
+    """Create database ``name`` in the test cluster; return its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(cluster_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"create database {name}"))
+    admin.dispose()
+    return cluster_url.rsplit("/", 1)[0] + f"/{name}"

@@ -24,15 +24,17 @@ from procs import live_pids
 from cambrian.config import EvaluatorConfig, SandboxConfig
 from cambrian.errors import SandboxError
 from cambrian.evaluators import CommandEvaluator
-from cambrian.sandbox import DockerSandbox, ProcessSandbox, make_limits
+from cambrian.sandbox import DockerSandbox, ProcessSandbox, get_sandbox, make_limits
 from cambrian.types import EvalStatus
 
 ROOT = os.geteuid() == 0
 CONFIG = SandboxConfig(memory_mb=512, file_size_mb=16, tmp_mb=32, pids=64)
 EVALUATE = 'import json; print(json.dumps({"score": 1.0}))\n'
-ALL = {"process-rlimits", "process-bwrap", "docker", "docker-warm"}
-STRONG = {"process-bwrap", "docker", "docker-warm"}
-DOCKER = {"docker", "docker-warm"}
+# ray-*: the evaluation runs as a Ray task on a node of a local two-node cluster, inside
+# that node's bubblewrap or Docker sandbox.
+ALL = {"process-rlimits", "process-bwrap", "docker", "docker-warm", "ray-bwrap", "ray-docker"}
+STRONG = ALL - {"process-rlimits"}
+DOCKER = {"docker", "docker-warm", "ray-docker"}
 # Root ignores RLIMIT_NPROC, so only the pids cgroup stops a fork bomb run as root.
 FORK_SAFE = DOCKER if ROOT else ALL
 CONTAINED = {
@@ -152,7 +154,18 @@ for target in ("big.bin", os.path.join(os.environ.get("TMPDIR", "/tmp"), "big.bi
 TIMEOUT = {"fork_bomb": 4, "infinite_loop": 2, "cpu_spin": 2, "big_stdout": 60}
 
 
-def _make(name: str):
+def _make(name: str, request: pytest.FixtureRequest):
+    if name.startswith("ray"):
+        from conftest import need_engine
+
+        cluster = request.getfixturevalue("ray_cluster")
+        need_engine(cluster is not None, "Ray")
+        node_backend = "docker" if name == "ray-docker" else "process"
+        if node_backend == "docker":
+            need_engine(docker_image() is not None, "Docker daemon")
+        ray = {"address": cluster.address, "node_ip": "127.0.0.1", "node_backend": node_backend}
+        config = SandboxConfig.model_validate({**CONFIG.model_dump(), "backend": "ray", "ray": ray})
+        return get_sandbox(config, run_id="hostile")
     if name.startswith("process"):
         isolation = name.split("-")[1]
         try:
@@ -213,7 +226,7 @@ def secret(monkeypatch):
 
 @pytest.mark.parametrize("backend_name", sorted(ALL))
 @pytest.mark.parametrize("case", sorted(CANDIDATES))
-def test_hostile_candidate_is_contained(case, backend_name, tmp_path, secret, listener):
+def test_hostile_candidate_is_contained(case, backend_name, tmp_path, secret, listener, request):
     if backend_name not in CONTAINED[case]:
         pytest.skip(f"{backend_name} does not contain {case} (see README)")
     value, planted = secret
@@ -229,7 +242,7 @@ def test_hostile_candidate_is_contained(case, backend_name, tmp_path, secret, li
     marker = f"hostile{uuid.uuid4().hex}"
     args = {"network": str(port), "write_outside": " ".join(outside), "symlink": str(host_secret)}
     command = f"python cand.py {marker} {args.get(case, '')}; python evaluate.py"
-    box = _make(backend_name)
+    box = _make(backend_name, request)
     try:
         limits = make_limits(CONFIG, TIMEOUT.get(case, 10))
         evaluator = CommandEvaluator(EvaluatorConfig(command=command), box, limits)

@@ -22,7 +22,7 @@ from procs import live_pids
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
-from cambrian.sandbox import DockerSandbox, ProcessSandbox, make_limits
+from cambrian.sandbox import DockerSandbox, ProcessSandbox, get_sandbox, make_limits
 from cambrian.types import Limits, RunResult, Sandbox
 
 CONFIG = SandboxConfig()
@@ -57,10 +57,25 @@ def _make_docker(warm: bool) -> Callable[[], Sandbox]:
     return make
 
 
+def _make_ray(node_backend: str) -> Callable[[pytest.FixtureRequest], Sandbox]:
+    """A Ray task on the local two-node cluster, in that node's own sandbox."""
+
+    def make(request: pytest.FixtureRequest) -> Sandbox:
+        cluster = request.getfixturevalue("ray_cluster")
+        if cluster is None:
+            _engine_missing("Ray is not installed")
+        if node_backend == "docker" and docker_image() is None:
+            _engine_missing("no Docker daemon answers")
+        ray = {"address": cluster.address, "node_ip": "127.0.0.1", "node_backend": node_backend}
+        return get_sandbox(SandboxConfig(backend="ray", ray=ray), run_id="contract")
+
+    return make
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
-    make: Callable[[], Sandbox]
+    make: Callable[..., Sandbox]  # ray backends take the pytest request (for the cluster)
     strict_readonly: bool  # protected files hold even against root
     isolates_network: bool
     private_tmp: bool
@@ -72,6 +87,8 @@ BACKENDS = [
     Backend("process-bwrap", _make_bwrap, True, True, True),
     Backend("docker", _make_docker(False), True, True, True),
     Backend("docker-warm", _make_docker(True), True, True, True, same_path=False),
+    Backend("ray-bwrap", _make_ray("process"), True, True, True, same_path=False),
+    Backend("ray-docker", _make_ray("docker"), True, True, True, same_path=False),
 ]
 
 
@@ -81,8 +98,8 @@ def backend(request):
 
 
 @pytest.fixture
-def sandbox(backend):
-    box = backend.make()
+def sandbox(backend, request):
+    box = backend.make(request) if backend.name.startswith("ray") else backend.make()
     yield box
     box.close()
 
@@ -120,12 +137,12 @@ def test_candidate_crash_is_a_result(sandbox, tmp_path):
 
 def _interpreter_prefix(backend) -> str:
     """The prefix the sandbox's python reports: images carry the base interpreter only."""
-    return sys.base_prefix if backend.name.startswith("docker") else sys.prefix
+    return sys.base_prefix if "docker" in backend.name else sys.prefix
 
 
 def _interpreter_bin(backend) -> str:
     """The directory first on the sandbox's PATH."""
-    if backend.name.startswith("docker"):
+    if "docker" in backend.name:
         return os.path.join(sys.base_prefix, "bin")
     return os.path.dirname(sys.executable)
 
