@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from cambrian.config import SandboxConfig
+
 CPUS_PER_NODE = 2
 
 
@@ -94,6 +96,12 @@ class RayCluster:
                 pass
         for root in self.roots:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def ray_config(address: str, base: dict | None = None, **ray: object) -> SandboxConfig:
+    """A ``[sandbox]`` section for the Ray backend on a local cluster (node backend process)."""
+    settings = {"address": address, "node_ip": "127.0.0.1", "node_backend": "process", **ray}
+    return SandboxConfig.model_validate({**(base or {}), "backend": "ray", "ray": settings})
 
 
 def ray_env() -> dict[str, str]:

@@ -181,7 +181,8 @@ class Evolution:
         axes = self.ctx.config.archive.features
         if not any(name in axes for name in BUILTIN_FEATURES):
             return evaluation  # the common case: no extra reads on the hot path
-        base = None if program.parent_id is None else self.ctx.archive.get(program.parent_id).commit
+        parent = None if program.parent_id is None else self.ctx.archive.get(program.parent_id)
+        base = None if parent is None else parent.commit
         extra = builtin_features(self.ctx.lineage, self.ctx.rules, program, base, evaluation, axes)
         if not extra:
             return evaluation

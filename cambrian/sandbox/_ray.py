@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ class RaySandbox:
             notes += f"[cambrian] {len(left)} changed file(s) not copied back: {left[:5]}\n"
         result = RunResult(**payload["result"])
         if notes:
-            result = RunResult(**{**asdict(result), "stderr": notes + result.stderr})
+            result = replace(result, stderr=notes + result.stderr)
         return result
 
     # --- the Sandbox face -----------------------------------------------------------------

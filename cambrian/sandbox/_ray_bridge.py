@@ -85,9 +85,13 @@ class Bridge:
         self.last_track = self.last_feasible = 0.0
 
     # --- the cluster --------------------------------------------------------------------
+    def _alive(self) -> list[dict[str, Any]]:
+        """The live nodes as ``ray.nodes()`` describes them."""
+        return [n for n in self.ray.nodes() if n.get("Alive")]
+
     def summary(self) -> dict[str, Any]:
         """Alive nodes with their CPUs, GPUs and memory."""
-        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        nodes = self._alive()
         return {
             "nodes": len(nodes),
             "cpus": sum(n["Resources"].get("CPU", 0) for n in nodes),
@@ -112,8 +116,7 @@ class Bridge:
     # --- submitting ---------------------------------------------------------------------
     def fitting_nodes(self) -> set[str]:
         """Ids of the live nodes big enough for one evaluation."""
-        nodes = self.ray.nodes()
-        return {n["NodeID"] for n in nodes if n.get("Alive") and self._fits(n["Resources"])}
+        return {n["NodeID"] for n in self._alive() if self._fits(n["Resources"])}
 
     def submit(self, flight: _Flight) -> None:
         """Start (or restart) ``flight``, on a node it has not tried when one can hold it."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -58,8 +59,12 @@ def _node_sandbox(settings: dict[str, Any], gpu_ids: tuple[str, ...], run_id: st
     return _SANDBOXES[key]
 
 
+@functools.cache
 def _remove_stale_dirs(parent: Path) -> None:
-    """Delete the folders of Ray workers on this node that died mid-evaluation."""
+    """Delete the folders of Ray workers on this node that died mid-evaluation.
+
+    Once per worker process: a worker that dies is replaced by a new one, which sweeps.
+    """
     for folder in parent.glob(f"{DIR_PREFIX}*"):
         pid = folder.name[len(DIR_PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_docker import docker_image
+from fixtures_ray import ray_config
 from procs import live_pids
 
 from cambrian.config import EvaluatorConfig, SandboxConfig
@@ -163,8 +164,7 @@ def _make(name: str, request: pytest.FixtureRequest):
         node_backend = "docker" if name == "ray-docker" else "process"
         if node_backend == "docker":
             need_engine(docker_image() is not None, "Docker daemon")
-        ray = {"address": cluster.address, "node_ip": "127.0.0.1", "node_backend": node_backend}
-        config = SandboxConfig.model_validate({**CONFIG.model_dump(), "backend": "ray", "ray": ray})
+        config = ray_config(cluster.address, CONFIG.model_dump(), node_backend=node_backend)
         return get_sandbox(config, run_id="hostile")
     if name.startswith("process"):
         isolation = name.split("-")[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import need_engine
 from fixtures_docker import docker_image
-from fixtures_ray import ray_available
+from fixtures_ray import ray_available, ray_config
 from procs import live_pids
 
 from cambrian.config import EvaluatorConfig, SandboxConfig
@@ -23,11 +23,6 @@ from cambrian.types import EvalStatus
 TASK_TITLE = "ray::run_on_node"
 
 
-def _config(address: str, **ray) -> SandboxConfig:
-    settings = {"address": address, "node_ip": "127.0.0.1", "node_backend": "process", **ray}
-    return SandboxConfig.model_validate({"backend": "ray", "ray": settings})
-
-
 @pytest.fixture
 def cluster(ray_cluster):
     need_engine(ray_cluster is not None, "Ray (pip install 'cambrian[ray]')")
@@ -36,7 +31,7 @@ def cluster(ray_cluster):
 
 @pytest.fixture
 def ray_box(cluster):
-    box = get_sandbox(_config(cluster.address), run_id="raytest")
+    box = get_sandbox(ray_config(cluster.address), run_id="raytest")
     yield box
     box.close()
 
@@ -136,7 +131,7 @@ def test_unreachable_cluster_is_one_clear_error(tmp_path):
     if not ray_available():
         pytest.skip("Ray not installed")
     started = time.monotonic()
-    config = _config("127.0.0.1:9", connect_timeout_s=20)
+    config = ray_config("127.0.0.1:9", connect_timeout_s=20)
     with pytest.raises(
         SandboxError, match=r"Ray cluster at 127\.0\.0\.1:9.*ray start --head"
     ) as exc:
@@ -146,7 +141,7 @@ def test_unreachable_cluster_is_one_clear_error(tmp_path):
 
 
 def test_no_node_that_fits_is_one_clear_error(cluster):
-    config = _config(cluster.address).model_copy(update={"gpus_per_eval": 1.0})
+    config = ray_config(cluster.address).model_copy(update={"gpus_per_eval": 1.0})
     with pytest.raises(SandboxError, match=r"no Ray node has 1 CPU, 1 GPU"):
         get_sandbox(config, run_id="nogpu")
 
@@ -167,7 +162,7 @@ def test_a_work_dir_reached_through_a_link_gets_its_result_back(ray_box, tmp_pat
 
 def test_an_evaluation_that_cannot_start_is_recorded_lost_not_waited_for(cluster, tmp_path):
     # 2 CPUs per evaluation: each node holds one, so a third evaluation must queue
-    config = _config(cluster.address, queue_timeout_s=5)
+    config = ray_config(cluster.address, queue_timeout_s=5)
     box = get_sandbox(config.model_copy(update={"cpus": 2.0}), run_id="queue")
     limits = make_limits(SandboxConfig(), 60)
     try:
@@ -212,7 +207,7 @@ def test_an_evaluation_that_cannot_start_is_recorded_lost_not_waited_for(cluster
 def test_close_stops_evaluations_in_flight_on_the_nodes(cluster, tmp_path, node_backend):
     if node_backend == "docker":
         need_engine(docker_image() is not None, "Docker daemon")
-    box = get_sandbox(_config(cluster.address, node_backend=node_backend), run_id="closing")
+    box = get_sandbox(ray_config(cluster.address, node_backend=node_backend), run_id="closing")
     marker = f"cambrian-close-{os.getpid()}-{time.monotonic_ns()}"
     results = []
     runner = threading.Thread(

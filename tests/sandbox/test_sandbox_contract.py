@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 from fixtures_docker import docker_image
+from fixtures_ray import ray_config
 from procs import live_pids
 
 from cambrian.config import SandboxConfig
@@ -66,8 +67,9 @@ def _make_ray(node_backend: str) -> Callable[[pytest.FixtureRequest], Sandbox]:
             _engine_missing("Ray is not installed")
         if node_backend == "docker" and docker_image() is None:
             _engine_missing("no Docker daemon answers")
-        ray = {"address": cluster.address, "node_ip": "127.0.0.1", "node_backend": node_backend}
-        return get_sandbox(SandboxConfig(backend="ray", ray=ray), run_id="contract")
+        return get_sandbox(
+            ray_config(cluster.address, node_backend=node_backend), run_id="contract"
+        )
 
     return make
 
