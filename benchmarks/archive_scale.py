@@ -30,7 +30,7 @@ from cambrian.archive._queries import CELLS, EVALUATIONS, PROGRAMS, RUNS
 from cambrian.config import ArchiveConfig
 from cambrian.types import EvalStatus, Evaluation, Program
 
-POLICIES = ("uniform", "fitness", "power_law", "dgm", "thompson", "tournament")
+POLICIES = ("uniform", "fitness", "power_law", "dgm", "thompson", "tournament", "greedy", "random")
 AXES = {"x": {"min": 0, "max": 1, "bins": 20}, "y": {"min": 0, "max": 1, "bins": 20}}
 TARGETS = {"sqlite": {"sample": 2.0, "insert": 5.0}, "postgresql": {"sample": 5.0, "insert": 5.0}}
 RSS_TARGET_MB = 300

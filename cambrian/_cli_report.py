@@ -59,6 +59,77 @@ class ProgressPrinter:
         )
 
 
+def acceptance_text(stats: dict[str, Any]) -> str:
+    """'62% (31 of 50 replies)': the share of LLM replies that became evaluated candidates."""
+    replies, accepted = stats.get("replies", 0), stats.get("accepted", 0)
+    if not replies:
+        return "- (no replies yet)"
+    return f"{accepted / replies:.0%} ({accepted} of {replies} replies)"
+
+
+def operator_table(
+    stats: dict[str, Any], operators: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per variation operator: children, accepted, improved and the share improved.
+
+    Args:
+        stats: ``SqlArchive.stats()`` (for ``accepted_by_operator``).
+        operators: ``SqlArchive.operator_stats()``.
+    """
+    accepted = stats.get("accepted_by_operator", {})
+    table = {}
+    for name in sorted(set(operators) | set(accepted)):
+        row = operators.get(name, {})
+        children, improved = row.get("pulls", 0), row.get("successes", 0)
+        table[name] = {
+            "children": children,
+            "accepted": accepted.get(name, 0),
+            "improved": improved,
+            "improved_share": improved / children if children else None,
+            "finished": row.get("rewards", 0),
+            "reward_sum": row.get("reward_sum", 0.0),
+        }
+    return table
+
+
+def status_lines(stats: dict[str, Any]) -> Iterator[str]:
+    """The acceptance, duplicates, stage stops and operator table of ``cambrian status``."""
+    yield f"  acceptance   {acceptance_text(stats)}, {stats.get('duplicates', 0)} duplicates"
+    stopped = stats.get("stopped_by_stage", {})
+    if stopped:
+        listed = ", ".join(f"stage {stage}: {n}" for stage, n in stopped.items())
+        yield f"  stopped      {listed}"
+    operators = stats.get("operators", {})
+    if operators:
+        yield f"  {'operator':<12} {'children':>8} {'accepted':>8} {'improved':>8} {'share':>6}"
+    for name, row in operators.items():
+        share = "-" if row["improved_share"] is None else f"{row['improved_share']:.0%}"
+        yield (
+            f"  {name:<12} {row['children']:>8} {row['accepted']:>8} "
+            f"{row['improved']:>8} {share:>6}"
+        )
+    yield from meta_lines(stats)
+
+
+def meta_status(archive: Any) -> dict[str, Any]:
+    """``meta_notes`` (how many) and ``latest_recommendation`` (its text, "" before any)."""
+    latest = archive.meta_notes(1)
+    return {
+        "meta_notes": archive.meta_note_count(),
+        "latest_recommendation": latest[0]["text"] if latest else "",
+    }
+
+
+def meta_lines(stats: dict[str, Any], width: int = 100) -> Iterator[str]:
+    """The meta-recommendation count and the newest note's lines, each cut to ``width``."""
+    if not stats.get("meta_notes"):
+        return
+    yield f"  meta notes   {stats['meta_notes']}, the latest:"
+    for line in stats.get("latest_recommendation", "").splitlines()[:8]:
+        if line.strip():
+            yield f"    {line.strip()[:width]}"
+
+
 def print_summary(out: Console, ctx: Any, reason: str, error: str) -> None:
     """Why the run stopped, what it produced, and the best program."""
     stats = ctx.archive.stats()
@@ -73,6 +144,13 @@ def print_summary(out: Console, ctx: Any, reason: str, error: str) -> None:
         f"  tokens {stats['prompt_tokens']} in / {stats['completion_tokens']} out, "
         f"{stats['llm_calls']} LLM calls, {stats['elapsed_s']:.1f}s"
     )
+    out.print(f"  acceptance {acceptance_text(stats)}, {stats['duplicates']} duplicates")
+    for name, row in operator_table(stats, ctx.archive.operator_stats()).items():
+        out.print(
+            f"  operator {name}: {row['children']} children, {row['accepted']} accepted, "
+            f"{row['improved']} improved",
+            markup=False,
+        )
     for model, counts in sorted(ctx.llm.errors_by_model().items()):
         listed = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
         out.print(f"  model {model}: failed attempts: {listed}", markup=False)
@@ -95,6 +173,11 @@ def print_program(out: Console, records: Any, program: Program) -> None:
         f"generation {program.generation}"
     )
     out.print(f"  parent {program.parent_id or '-'}  model {program.model or '-'}")
+    out.print(
+        f"  operator {program.operator or '-'}  edit kind {program.edit_kind or '-'}  "
+        f"templates {program.templates or '-'}",
+        markup=False,
+    )
     out.print(f"  commit {program.commit or '-'}  files {', '.join(program.files_changed) or '-'}")
     if program.reason:
         out.print(f"  reason {program.reason}", markup=False)
@@ -102,7 +185,7 @@ def print_program(out: Console, records: Any, program: Program) -> None:
     if evaluation is not None:
         out.print(
             f"evaluation {evaluation.status}  score {evaluation.score}  "
-            f"{evaluation.duration_s:.2f}s",
+            f"stage {evaluation.stage}  {evaluation.duration_s:.2f}s",
             markup=False,
         )
         for name in ("metrics", "features", "artifacts"):
@@ -118,6 +201,10 @@ def print_program(out: Console, records: Any, program: Program) -> None:
         parent = records.archive.get(program.parent_id)
         out.print("diff against parent:")
         out.print(records.lineage.diff(parent.commit, program.commit) or "(none)", markup=False)
+    reply = records.archive.reply(program.id)
+    if reply:  # for a rejected program, the reply is what explains the rejection
+        out.print("Reply:")
+        out.print(reply.rstrip(), markup=False)
 
 
 def fan_out(*hooks: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -191,6 +278,7 @@ class LivePanel:
             f"{stats.get('prompt_tokens', 0)} in / {stats.get('completion_tokens', 0)} out  "
             f"cost ${stats.get('cost_usd', 0.0):.4f}  ({stats.get('llm_calls', 0)} calls)",
         )
+        grid.add_row("acceptance", acceptance_text(stats))
         for reason, count in self._failures.most_common(4):
             grid.add_row(
                 "failures" if reason == self._failures.most_common(1)[0][0] else "",

@@ -183,11 +183,15 @@ def status(
     run_dir: RunDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Counts by status, best score and program, elapsed time, tokens, and each model's record."""
+    """Counts, best score, tokens, acceptance, and each model's and operator's record."""
+    from cambrian._cli_report import meta_status, operator_table, status_lines
+
     records = _open_records(run_dir)
     with records:
         stats = records.archive.stats()
         stats["models"] = records.archive.model_stats()
+        stats["operators"] = operator_table(stats, records.archive.operator_stats())
+        stats.update(meta_status(records.archive))
     if as_json:
         out.print_json(json.dumps(stats))
         return
@@ -202,6 +206,8 @@ def status(
         f"  cost ${stats['cost_usd']:.4f}"
     )
     out.print(f"  elapsed      {stats['elapsed_s']:.1f}s")
+    for line in status_lines(stats):
+        out.print(line, markup=False)
     for name, row in sorted(stats["models"].items()):
         mean = row["reward_sum"] / row["rewards"] if row["rewards"] else 0.0
         out.print(

@@ -18,7 +18,7 @@ class ProgramStatus(StrEnum):
     PROPOSED = "proposed"  # committed to lineage, waiting for an evaluation slot
     EVALUATING = "evaluating"
     EVALUATED = "evaluated"  # evaluation finished with status ok
-    FAILED = "failed"  # evaluation finished with an error, timeout or oom
+    FAILED = "failed"  # evaluation finished with an error, timeout or oom, or was stopped
     REJECTED = "rejected"  # never evaluated: bad edit, duplicate, outside editable files
     INTERRUPTED = "interrupted"  # evaluation cut short by Ctrl-C; re-evaluated on resume
 
@@ -30,6 +30,8 @@ class EvalStatus(StrEnum):
     ERROR = "error"
     TIMEOUT = "timeout"
     OOM = "oom"
+    # A cascade stage scored worse than its min_score: the score is kept, no cell taken.
+    STOPPED = "stopped"
 
 
 class AddStatus(StrEnum):
@@ -55,6 +57,10 @@ class Program:
         model: Name of the model that wrote it (None for the initial program).
         status: Lifecycle state.
         reason: Why it was rejected, failed or interrupted ("" otherwise).
+        operator: The variation operator that asked for it (diff, region, rewrite,
+            crossover; "" for the initial program).
+        edit_kind: How the reply was applied (diff, region, functions, rewrite).
+        templates: Name of the prompt template set used.
     """
 
     id: str
@@ -67,6 +73,9 @@ class Program:
     model: str | None = None
     status: ProgramStatus = ProgramStatus.PROPOSED
     reason: str = ""
+    operator: str = ""
+    edit_kind: str = ""
+    templates: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,12 +83,13 @@ class Evaluation:
     """Result of running the evaluator on one program.
 
     Attributes:
-        status: ok, error, timeout or oom.
-        score: The objective (None when the evaluation failed).
+        status: ok, error, timeout, oom, or stopped (by a cascade stage's min_score).
+        score: The objective (None when the evaluation failed; the stopping stage's
+            score when stopped).
         metrics: Numeric or textual metrics reported by the evaluator.
         features: MAP-Elites descriptors reported by the evaluator.
         artifacts: Text fed back to the LLM (e.g. ``feedback``).
-        stage: Last evaluator stage reached (1-based).
+        stage: Last evaluator stage reached (1-based; 1 without a cascade).
         duration_s: Wall time of the evaluator command(s).
         reason: Failure reason ("" when ok).
         output_tail: Tail of the evaluator's stdout and stderr.
@@ -97,7 +107,7 @@ class Evaluation:
 
     @property
     def ok(self) -> bool:
-        """Whether the evaluation succeeded and produced a score."""
+        """Whether every stage succeeded and passed, producing a score that may take a cell."""
         return self.status is EvalStatus.OK and self.score is not None
 
 
@@ -198,8 +208,13 @@ class LLM(Protocol):
 
     name: str
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
-        """Return the model's reply to ``messages`` (OpenAI chat format)."""
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], *, model: str | None = None
+    ) -> Completion:
+        """Return the reply to ``messages`` (OpenAI chat format).
+
+        ``model`` continues a conversation with the model that answered its last turn.
+        """
         ...
 
     def errors_by_model(self) -> dict[str, dict[str, int]]:

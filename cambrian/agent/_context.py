@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from typing import Any
 
 from cambrian.agent._files import FileRules, language
@@ -97,8 +98,17 @@ def prompt_context(
         "parent": parent_view(parent, archive.evaluation(parent.id), config.feedback_chars),
         "inspirations": inspirations,
         "rejections": archive.recent_rejections(parent.id, config.rejections),
+        # crossover's partner; the operator decides whether the prompt shows it
+        "second": inspirations[0] if inspirations else None,
+        "recommendations": _latest_note(archive),
     }
     return variables, files
+
+
+def _latest_note(archive: Archive) -> str:
+    """The newest meta-recommendation text ("" before the first review)."""
+    notes = archive.meta_notes(1)
+    return notes[0]["text"] if notes else ""
 
 
 #: Features the agent computes itself; an axis in ``archive.features`` may name them.
@@ -148,3 +158,16 @@ def _lines_changed(lineage: Any, program: Program, parent_commit: str | None) ->
         diff = difflib.ndiff(old.get(path, "").splitlines(), new.get(path, "").splitlines())
         changed += sum(1 for line in diff if line[:1] in "+-")
     return changed
+
+
+def with_builtin_features(ctx: Any, program: Program, evaluation: Evaluation) -> Evaluation:
+    """Merge the built-in features the axes name; the evaluator's own values win."""
+    axes = ctx.config.archive.features
+    if not any(name in axes for name in BUILTIN_FEATURES):
+        return evaluation  # the common case: no extra reads on the hot path
+    parent = None if program.parent_id is None else ctx.archive.get(program.parent_id)
+    base = None if parent is None else parent.commit
+    extra = builtin_features(ctx.lineage, ctx.rules, program, base, evaluation, axes)
+    if not extra:
+        return evaluation
+    return replace(evaluation, features={**extra, **evaluation.features})

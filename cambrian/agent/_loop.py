@@ -6,26 +6,29 @@ import asyncio
 import logging
 import random
 import shutil
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 
-from cambrian.agent._context import BUILTIN_FEATURES, builtin_features, prompt_context
-from cambrian.agent._edits import EditResult, apply_reply
+from cambrian.agent._context import editable_contents, prompt_context, with_builtin_features
+from cambrian.agent._edits import EditResult
 from cambrian.agent._islands import choose_islands
-from cambrian.agent._models import reward_child, within_budget
-from cambrian.agent._novelty import get_novelty
+from cambrian.agent._meta import MetaReviewer
+from cambrian.agent._models import forget_child, reward_child, within_budget
+from cambrian.agent._novelty import NEAR_DUPLICATE, get_novelty, novelty_check
+from cambrian.agent._operators import OperatorPolicy
+from cambrian.agent._propose import Proposal, Proposer
 from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
 from cambrian.errors import LLMError, SandboxError
 from cambrian.llm import EnsembleLLM, ModelStats
-from cambrian.prompts import render_messages
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
 log = logging.getLogger("cambrian")
 MAX_LLM_FAILURES = 3
-NEAR_DUPLICATE = "near-duplicate"  # consecutive calls that failed after their own retries
+DUPLICATE = "duplicate: same files as an existing program"
 
 
 @dataclass(frozen=True)
@@ -69,95 +72,115 @@ class Evolution:
         self.stop_reason = self.error = ""
         self._spent_usd = 0.0
         self._rng = random.Random(ctx.config.run.seed)
+        self._busy: Counter[str] = Counter()  # proposals in flight per parent
+        self._duplicates = 0
+        operators = OperatorPolicy(ctx.config.operators, seed=ctx.config.run.seed)
+        self._proposer = Proposer(
+            ctx.llm, ctx.config.prompt, operators, ctx.rules, ctx.templates, self._rng.choice
+        )
         self._novelty = get_novelty(ctx.config.novelty)
+        self._meta = MetaReviewer.for_run(ctx)
         # Its own threads: asyncio's default pool has min(32, CPUs + 4), fewer than a
         # cluster's evaluation slots.
         self._pool = ThreadPoolExecutor(ctx.config.run.eval_concurrency, "cambrian-eval")
 
     # --- one candidate, in two halves -------------------------------------------------
     async def propose(self, island: int) -> Program | None:
-        """Select a parent, prompt the LLM, apply its edit and commit the child.
-
-        A near-duplicate (``[novelty]``) is rejected and the same parent is asked again,
-        up to ``novelty.max_attempts`` times.
-        """
+        """Select a parent, prompt the LLM (with repair turns), apply its edit, commit."""
         ctx, config = self.ctx, self.ctx.config
-        parent = ctx.archive.sample_parent(island) or self._root
+        parent = self._spread_parent(island)
         task = {"description": config.task.description, "direction": config.evaluator.direction}
         variables, files = prompt_context(
             ctx.archive, ctx.lineage, ctx.rules, config.prompt, parent, task
         )
-        for _ in range(config.novelty.max_attempts if self._novelty else 1):
-            child = await self._propose_once(parent, island, variables, files)
-            if not child.reason.startswith(NEAR_DUPLICATE):
-                break
+        self._busy[parent.id] += 1
+        try:  # a near-duplicate is asked again from scratch, up to novelty.max_attempts
+            for _ in range(config.novelty.max_attempts if self._novelty else 1):
+                staged: dict[str, tuple[str, str]] = {}
+                check = partial(self._check_edit, parent, variables, files, staged)
+                proposal = await self._proposer.propose(variables, files, check)
+                child = self._store_child(parent, island, proposal, staged)
+                if not child.reason.startswith(NEAR_DUPLICATE):
+                    break
+        finally:
+            self._busy[parent.id] -= 1
         if child.status is ProgramStatus.REJECTED:
             return None
         return child
 
-    async def _propose_once(
-        self, parent: Program, island: int, variables: dict, files: dict[str, str]
-    ) -> Program:
-        """One LLM call and its outcome, stored: a proposed child or a rejection."""
-        templates = self._rng.choice(self.ctx.templates)  # prompt variations, when several
-        completion = await self.ctx.llm.complete(render_messages(templates, variables))
-        self._spent_usd += completion.cost_usd
-        edit = apply_reply(completion.text, files, self.ctx.rules.is_editable)
-        if edit.ok and self._novelty is not None:
-            edit = await self._check_novelty(edit, variables, files)
-        child = self._commit_child(parent, island, edit, completion.model)
-        self.ctx.archive.new_program(child)
-        self.ctx.archive.record_llm_call(
-            child.id,
-            completion.model,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            cost_usd=completion.cost_usd,
-            latency_s=completion.latency_s,
-        )
-        if child.status is ProgramStatus.REJECTED:
-            reward_child(self.ctx, child, None)
-            self._on_event(Event(child, None, None, self._evaluated, self._target))
-        return child
+    def _spread_parent(self, island: int) -> Program:
+        """A parent, avoiding those with a proposal in flight (up to three draws).
 
-    async def _check_novelty(
-        self, edit: EditResult, variables: dict, files: dict[str, str]
+        Asked again before its last child is evaluated, a model mostly repeats itself.
+        """
+        parent = None
+        for _ in range(3):
+            parent = self.ctx.archive.sample_parent(island) or self._root
+            if not self._busy[parent.id]:
+                break
+        return parent
+
+    async def _check_edit(
+        self,
+        parent: Program,
+        variables: dict,
+        files: dict[str, str],
+        staged: dict[str, tuple[str, str]],
+        edit: EditResult,
     ) -> EditResult:
-        """Reject an edit whose files nearly duplicate the parent or a program shown with it."""
-        text = _joined({**files, **edit.changes})
-        others = [_joined(files)] + [
-            _joined({f["path"]: f["content"] for f in other["files"]})
-            for other in variables["inspirations"]
-        ]
-        near, similarity = await self._novelty.is_near_duplicate(text, others)
-        if not near:
-            return edit
-        threshold = self.ctx.config.novelty.threshold
-        error = f"{NEAR_DUPLICATE} (similarity {similarity:.3f} >= {threshold})"
-        return EditResult(changes=edit.changes, error=error, kind=edit.kind)
+        """Refuse near-duplicates and exact duplicates; stage the commit of a new tree."""
+        if self._novelty is not None:
+            threshold = self.ctx.config.novelty.threshold
+            elites = [
+                editable_contents(self.ctx.lineage, self.ctx.rules, program.commit)
+                for program in self.ctx.archive.island_elites(parent.island)
+                if program.id != parent.id
+            ]
+            edit = await novelty_check(self._novelty, threshold, edit, variables, files, elites)
+            if not edit.ok:
+                return edit
+        message = f"cambrian program\n\nparent: {parent.id}"
+        commit, tree = self.ctx.lineage.commit(parent.commit, edit.changes, message)
+        if self.ctx.archive.has_tree(tree) or any(t == tree for _, t in staged.values()):
+            return replace(edit, error=DUPLICATE)
+        staged["edit"] = (commit, tree)
+        return edit
 
-    def _commit_child(self, parent: Program, island: int, edit: EditResult, model: str) -> Program:
-        """The child as a lineage commit with its ref, or as a rejection with its reason."""
-        child = Program(
-            id=new_program_id(),
-            parent_id=parent.id,
-            island=island,
-            generation=parent.generation + 1,
-            commit="",
-            files_changed=tuple(sorted(edit.changes)),
-            model=model,
-        )
-        reason = edit.error
-        if edit.ok:
-            message = f"cambrian program {child.id}\n\nparent: {parent.id}\nmodel: {model}"
-            commit, tree = self.ctx.lineage.commit(parent.commit, edit.changes, message)
-            child = replace(child, commit=commit, tree=tree)
-            if self.ctx.archive.has_tree(tree):
-                reason = "duplicate: same files as an existing program"
-        if reason:
-            return replace(child, status=ProgramStatus.REJECTED, reason=reason)
-        self.ctx.lineage.set_ref(child.id, child.commit)
+    def _store_child(
+        self, parent: Program, island: int, proposal: Proposal, staged: dict
+    ) -> Program:
+        """Store the child (proposed or rejected), its reply and every LLM call it took."""
+        ctx = self.ctx
+        child = proposal.child(new_program_id(), parent, island, staged.get("edit"))
+        if child.status is not ProgramStatus.REJECTED:
+            ctx.lineage.set_ref(child.id, child.commit)
+        ctx.archive.new_program(child)
+        if ctx.config.prompt.reply_chars:
+            ctx.archive.keep_reply(child.id, proposal.replies[: ctx.config.prompt.reply_chars])
+        for turn, completion in enumerate(proposal.calls):
+            self._spent_usd += completion.cost_usd
+            ctx.archive.record_llm_call(
+                child.id,
+                completion.model,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                cost_usd=completion.cost_usd,
+                latency_s=completion.latency_s,
+                purpose="repair" if turn else "propose",
+            )
+        if child.status is ProgramStatus.REJECTED:
+            self._rejected(child)
         return child
+
+    def _rejected(self, child: Program) -> None:
+        """Credit a rejection: a duplicate says nothing about the model or the operator."""
+        if child.reason == DUPLICATE:
+            self._duplicates += 1
+            self._proposals -= 1  # counted apart, against their own cap
+            forget_child(self.ctx, self._proposer.operators, child)
+        else:
+            reward_child(self.ctx, self._proposer.operators, child, None)
+        self._on_event(Event(child, None, None, self._evaluated, self._target))
 
     async def evaluate(self, program: Program) -> Evaluation:
         """Check the program out into a fresh work dir, run the evaluator, store the result."""
@@ -166,27 +189,16 @@ class Evolution:
         loop = asyncio.get_running_loop()
         evaluation = await loop.run_in_executor(self._pool, self._evaluate_in_workdir, program)
         self._evaluating.discard(program.id)
-        evaluation = self._with_builtin_features(program, evaluation)
+        evaluation = with_builtin_features(self.ctx, program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
-        reward_child(self.ctx, program, evaluation)
+        reward_child(self.ctx, self._proposer.operators, program, evaluation)
         if program.parent_id is not None:
             # Run-wide: other workers sharing the archive count towards the iterations too.
             self._evaluated = max(self._evaluated + 1, self.ctx.archive.evaluated_count())
+            self._spent_usd += await self._meta.review_if_due(self._evaluated)
         self._on_event(Event(program, evaluation, added, self._evaluated, self._target))
         self._check_target(evaluation)
         return evaluation
-
-    def _with_builtin_features(self, program: Program, evaluation: Evaluation) -> Evaluation:
-        """Merge the built-in features the axes name; the evaluator's own values win."""
-        axes = self.ctx.config.archive.features
-        if not any(name in axes for name in BUILTIN_FEATURES):
-            return evaluation  # the common case: no extra reads on the hot path
-        parent = None if program.parent_id is None else self.ctx.archive.get(program.parent_id)
-        base = None if parent is None else parent.commit
-        extra = builtin_features(self.ctx.lineage, self.ctx.rules, program, base, evaluation, axes)
-        if not extra:
-            return evaluation
-        return replace(evaluation, features={**extra, **evaluation.features})
 
     def _evaluate_in_workdir(self, program: Program) -> Evaluation:
         """Blocking part of ``evaluate``; runs in a worker thread."""
@@ -216,7 +228,10 @@ class Evolution:
         if isinstance(self.ctx.llm, EnsembleLLM):  # the bandit resumes from the archive
             history = self.ctx.archive.model_stats()
             self.ctx.llm.restore({name: ModelStats(**row) for name, row in history.items()})
-        self._evaluated, self._proposals = stats["evaluated"], max(0, stats["programs"] - 1)
+        self._proposer.operators.restore(self.ctx.archive.operator_stats())
+        self._duplicates = stats["duplicates"]
+        self._evaluated = stats["evaluated"]
+        self._proposals = max(0, stats["programs"] - 1 - self._duplicates)
         workers: list[asyncio.Task] = []
         self.ctx.archive.join()
         try:
@@ -287,7 +302,8 @@ class Evolution:
     def _exhausted(self) -> bool:
         """True when no more work can finish: counts reached and nothing in flight."""
         idle = self._pending == 0 and self._proposing == 0
-        capped = self._proposals >= self.ctx.config.run.max_proposals
+        cap = self.ctx.config.run.max_proposals
+        capped = self._proposals >= cap or self._duplicates >= cap
         return self._evaluated >= self._target or (capped and idle)
 
     def _stopping(self) -> bool:
@@ -303,7 +319,8 @@ class Evolution:
     async def _propose_forever(self, worker: int) -> None:
         while True:
             await self._wait(lambda: self._has_room() or self._stopping())
-            if self._proposals >= self.ctx.config.run.max_proposals or self._stopping():
+            cap = self.ctx.config.run.max_proposals
+            if self._proposals >= cap or self._duplicates >= cap or self._stopping():
                 return
             if not within_budget(self.ctx, self._spent_usd):
                 self.stop_reason = self.stop_reason or "max_cost"
@@ -381,8 +398,3 @@ class Evolution:
         await asyncio.gather(*workers, return_exceptions=True)
         for program_id in self._evaluating:
             self.ctx.archive.set_status(program_id, ProgramStatus.INTERRUPTED, self.stop_reason)
-
-
-def _joined(files: dict[str, str]) -> str:
-    """A program's editable files as one text, in path order (what novelty compares)."""
-    return "\n".join(files[path] for path in sorted(files))

@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING
 from cambrian.config import CambrianConfig, ModelEntry
 from cambrian.errors import CambrianError
 from cambrian.llm import (
-    OFFLINE_NOTICE,
     EngineSpec,
     EnsembleLLM,
     ModelServer,
     OfflineModelServer,
     budget_allows,
     default_model_from_env,
+    local_model,
 )
 from cambrian.types import Evaluation, Program
 
 if TYPE_CHECKING:
+    from cambrian.agent._operators import OperatorPolicy
     from cambrian.agent._setup import RunContext
 
 log = logging.getLogger("cambrian")
@@ -32,27 +33,70 @@ def resolve_models(
 ) -> tuple[CambrianConfig, list[ModelServer]]:
     """Fill in the model(s) and start the local servers they need.
 
-    With ``llm.models``, each entry with ``launch`` gets its engine started and its
-    ``name``/``api_base`` pointed at it. Otherwise ``llm.model`` as configured, a provider
-    default for a key found in the environment, or the offline demo model.
+    With ``llm.models``, each entry named ``local:...`` gets its local model served and
+    each entry with ``launch`` gets its engine started; either is pointed at its server.
+    Otherwise ``llm.model`` as configured (a ``local:`` name is served here too), a
+    provider default for a key found in the environment, or the offline demo model.
 
     Returns:
         The resolved config and the servers started (the caller stops them).
+
+    Raises:
+        ConfigError: If a ``local:`` name is not a registered local model.
+        LLMError: If a local model or engine cannot be started.
     """
     if config.llm.models:
-        return _launch_entries(config, log_dir)
-    if config.llm.model:
+        return _serve_local_entries(config, log_dir)
+    if config.llm.model and config.llm.model.startswith("local:"):
+        server = _serve_local(config.llm.model, log_dir)
+    elif config.llm.model:
         return config, []
-    model = default_model_from_env(os.environ)
-    if model:
+    elif model := default_model_from_env(os.environ):
         log.info("llm.model not set; using %s (an API key was found in the environment)", model)
         llm = config.llm.model_copy(update={"model": model})
         return config.model_copy(update={"llm": llm}), []
-    server = OfflineModelServer()
-    url = server.start()
-    log.warning(OFFLINE_NOTICE)
-    llm = config.llm.model_copy(update={"model": server.model, "api_base": url})
+    else:
+        server = OfflineModelServer()
+        server.start()
+        log.warning(server.notice)
+    update = {"model": server.model, "api_base": server.url}
+    if "max_tokens" not in config.llm.model_fields_set:
+        update["max_tokens"] = server.local.max_tokens
+    llm = config.llm.model_copy(update=update)
     return config.model_copy(update={"llm": llm}), [server]
+
+
+def _serve_local(name: str, log_dir: Path) -> OfflineModelServer:
+    """Start the registered local model ``name``, logging to the run folder."""
+    server = OfflineModelServer(name, log_path=log_dir / f"{local_model(name).alias}.log")
+    log.info("serving %s on %d CPU threads (log: %s)", name, server.spec.threads, server.log_file)
+    server.start()
+    return server
+
+
+def _serve_local_entries(
+    config: CambrianConfig, log_dir: Path
+) -> tuple[CambrianConfig, list[ModelServer]]:
+    """Serve every ``local:`` entry of ``llm.models``, then launch the ``launch`` ones."""
+    entries: list[ModelEntry] = []
+    servers: list[ModelServer] = []
+    try:
+        for entry in config.llm.models:
+            if entry.name.startswith("local:"):
+                server = _serve_local(entry.name, log_dir)
+                servers.append(server)
+                update = {"name": server.model, "api_base": server.url}
+                if entry.max_tokens is None:
+                    update["max_tokens"] = server.local.max_tokens
+                entry = entry.model_copy(update=update)
+            entries.append(entry)
+        llm = config.llm.model_copy(update={"models": tuple(entries)})
+        config, launched = _launch_entries(config.model_copy(update={"llm": llm}), log_dir)
+    except CambrianError:
+        for server in servers:
+            server.stop()
+        raise
+    return config, [*servers, *launched]
 
 
 def _launch_entries(
@@ -92,14 +136,14 @@ def _spec(entry: ModelEntry) -> EngineSpec:
     )
 
 
-def reward_child(ctx: RunContext, program: Program, evaluation: Evaluation | None) -> None:
-    """Tell a model ensemble how much this child improved on its parent.
+def reward_child(
+    ctx: RunContext, operators: OperatorPolicy, program: Program, evaluation: Evaluation | None
+) -> None:
+    """Tell the model ensemble and the operator policy how much this child improved.
 
     None (a rejected reply or a failed evaluation) counts as no improvement; a parent
-    without a score (a repair) gives 0. A single model has no bandit to tell.
+    without a score (a repair) gives 0.
     """
-    if not isinstance(ctx.llm, EnsembleLLM) or program.model is None:
-        return
     improvement = None
     if evaluation is not None and evaluation.ok and program.parent_id is not None:
         parent = ctx.archive.evaluation(program.parent_id)
@@ -107,7 +151,16 @@ def reward_child(ctx: RunContext, program: Program, evaluation: Evaluation | Non
         if parent is not None and parent.ok:
             sign = 1.0 if ctx.config.evaluator.direction == "maximize" else -1.0
             improvement = sign * (evaluation.score - parent.score)
-    ctx.llm.reward(program.model, improvement)
+    operators.reward(program.operator, improvement)
+    if isinstance(ctx.llm, EnsembleLLM) and program.model is not None:
+        ctx.llm.reward(program.model, improvement)
+
+
+def forget_child(ctx: RunContext, operators: OperatorPolicy, program: Program) -> None:
+    """Undo the pulls of a child whose outcome says nothing (a duplicate of a program)."""
+    operators.forget(program.operator)
+    if isinstance(ctx.llm, EnsembleLLM) and program.model is not None:
+        ctx.llm.forget(program.model)
 
 
 def within_budget(ctx: RunContext, spent_usd: float) -> bool:

@@ -14,11 +14,15 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from cambrian.agent._edit_parts import EditResult
 from cambrian.config import NoveltyConfig
 from cambrian.llm import embed_texts
+
+NEAR_DUPLICATE = "near-duplicate"
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _EMPTY = np.uint64((1 << 32) - 1)
@@ -200,3 +204,34 @@ def get_novelty(config: NoveltyConfig) -> MinHashNovelty | EmbeddingNovelty | No
     if config.threshold is None:
         return None
     return EmbeddingNovelty(config) if config.method == "embedding" else MinHashNovelty(config)
+
+
+async def novelty_check(
+    novelty: Any,
+    threshold: float,
+    edit: EditResult,
+    variables: dict,
+    files: dict[str, str],
+    elites: Sequence[dict[str, str]] = (),
+) -> EditResult:
+    """``edit``, refused when it nearly duplicates the parent, a shown program or an elite.
+
+    ``elites`` are the island's elites (path -> content each), so a change that only
+    rediscovers an existing elite is refused too.
+    """
+    text = _joined({**files, **edit.changes})
+    others = [_joined(files)] + [
+        _joined({f["path"]: f["content"] for f in other["files"]})
+        for other in variables["inspirations"]
+    ]
+    others += [_joined(elite) for elite in elites]
+    near, similarity = await novelty.is_near_duplicate(text, others)
+    if not near:
+        return edit
+    error = f"{NEAR_DUPLICATE} (similarity {similarity:.3f} >= {threshold})"
+    return EditResult(changes=edit.changes, error=error, kind=edit.kind)
+
+
+def _joined(files: dict[str, str]) -> str:
+    """A program's editable files as one text, in path order (what novelty compares)."""
+    return "\n".join(files[path] for path in sorted(files))

@@ -18,7 +18,8 @@ _DONE = (ProgramStatus.EVALUATED, ProgramStatus.FAILED, ProgramStatus.REJECTED)
 def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict[str, Any]]:
     """Per model: pulls, rewards, successes, reward_sum, calls, errors, tokens, cost.
 
-    A child's improvement is its score minus its parent's (the other way round when
+    A proposal's call is a pull; its repair turns and meta reviews are calls only. A
+    child's improvement is its score minus its parent's (the other way round when
     minimising) when both evaluations are ok, else 0; rejected and failed children and
     failed calls are outcomes worth 0.
     """
@@ -27,6 +28,7 @@ def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict
         select(
             LLM_CALLS.c.model,
             func.count(),
+            func.sum(case((LLM_CALLS.c.purpose == "propose", 1), else_=0)),
             func.sum(case((LLM_CALLS.c.ok, 0), else_=1)),
             func.sum(LLM_CALLS.c.prompt_tokens),
             func.sum(LLM_CALLS.c.completion_tokens),
@@ -35,9 +37,9 @@ def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict
         .where(LLM_CALLS.c.run_id == run_id)
         .group_by(LLM_CALLS.c.model)
     )
-    for model, count, errors, prompt, completion, cost in conn.execute(calls):
+    for model, count, pulls, errors, prompt, completion, cost in conn.execute(calls):
         out[model] = {
-            "pulls": count,
+            "pulls": int(pulls or 0),  # a proposal and its repair turns are one pull
             "calls": count,
             "errors": int(errors or 0),
             "prompt_tokens": int(prompt or 0),
@@ -47,7 +49,9 @@ def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict
             "successes": 0,
             "reward_sum": 0.0,
         }
-    for model, outcomes, successes, reward_sum in conn.execute(_outcomes(run_id, maximize)):
+    for model, _, outcomes, successes, reward_sum in conn.execute(
+        _outcomes(run_id, maximize, PROGRAMS.c.model)
+    ):
         entry = out.setdefault(
             model,
             {
@@ -68,16 +72,42 @@ def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict
     return out
 
 
-def _outcomes(run_id: str, maximize: bool) -> Any:
-    """Finished children per model: count, improvements above 0, and their sum."""
+def outcome_stats(
+    conn: Connection, run_id: str, maximize: bool, column: str
+) -> dict[str, dict[str, Any]]:
+    """Per value of a ``programs`` column (e.g. ``operator``): the bandit's figures.
+
+    ``pulls`` counts every child, ``rewards`` the finished ones (rejected included),
+    ``successes`` those that improved on their parent and ``reward_sum`` the improvements.
+    """
+    rows = conn.execute(_outcomes(run_id, maximize, PROGRAMS.c[column], finished=False))
+    return {
+        value: {
+            "pulls": int(pulls),
+            "rewards": int(outcomes or 0),
+            "successes": int(successes or 0),
+            "reward_sum": float(reward_sum or 0.0),
+        }
+        for value, pulls, outcomes, successes, reward_sum in rows
+        if value
+    }
+
+
+def _outcomes(run_id: str, maximize: bool, column: Any, finished: bool = True) -> Any:
+    """Children per value of ``column``: all, finished, improvements above 0, their sum."""
     child = EVALUATIONS.alias("child")
     parent = EVALUATIONS.alias("parent")
     delta = child.c.score - parent.c.score if maximize else parent.c.score - child.c.score
     both_ok = and_(child.c.status == "ok", parent.c.status == "ok")
     gain = case((and_(both_ok, delta > 0), delta), else_=0.0)
-    return (
+    done = PROGRAMS.c.status.in_([s.value for s in _DONE])
+    query = (
         select(
-            PROGRAMS.c.model, func.count(), func.sum(case((gain > 0, 1), else_=0)), func.sum(gain)
+            column,
+            func.count(),
+            func.sum(case((done, 1), else_=0)),
+            func.sum(case((gain > 0, 1), else_=0)),
+            func.sum(gain),
         )
         .select_from(
             PROGRAMS.outerjoin(child, child.c.program_id == PROGRAMS.c.id).outerjoin(
@@ -87,8 +117,8 @@ def _outcomes(run_id: str, maximize: bool) -> Any:
         .where(
             PROGRAMS.c.run_id == run_id,
             PROGRAMS.c.parent_id.is_not(None),
-            PROGRAMS.c.model.is_not(None),
-            PROGRAMS.c.status.in_([s.value for s in _DONE]),
+            column.is_not(None),
         )
-        .group_by(PROGRAMS.c.model)
+        .group_by(column)
     )
+    return query.where(done) if finished else query

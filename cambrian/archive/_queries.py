@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from cambrian.archive._rows import program_values
 from cambrian.archive._schema import CellRow, EvaluationRow, LlmCallRow, ProgramRow, RunRow
-from cambrian.archive._selection import EliteRow
+from cambrian.archive._selection import EliteRow, draw_by_rejection
 from cambrian.types import Program, ProgramStatus
 
 RUNS = RunRow.__table__
@@ -62,6 +63,42 @@ def elites(conn: Connection, run_id: str, island: int, counters: bool = False) -
     return [EliteRow(*row) for row in conn.execute(query.order_by(CELLS.c.key))]
 
 
+def best_elite(conn: Connection, run_id: str, island: int, maximize: bool) -> str | None:
+    """Return the id of the island's best cell elite (the earliest program on ties)."""
+    order = CELLS.c.score.desc() if maximize else CELLS.c.score.asc()
+    query = (
+        select(CELLS.c.program_id)
+        .join(PROGRAMS, PROGRAMS.c.id == CELLS.c.program_id)
+        .where(CELLS.c.run_id == run_id, CELLS.c.island == island)
+        .order_by(order, PROGRAMS.c.seq)
+    )
+    return conn.execute(query.limit(1)).scalar()
+
+
+def random_evaluated(conn: Connection, run_id: str, island: int, rng: random.Random) -> str | None:
+    """Return a uniformly random evaluated program of the island (None when it has none).
+
+    Random seqs are probed through the (run, seq) index first; only when they all miss
+    (few evaluated programs among many) does it count them and take one at a random offset.
+    """
+    p = PROGRAMS.c
+    where = (p.run_id == run_id, p.island == island, p.status == str(ProgramStatus.EVALUATED))
+
+    def lookup(seqs: list[int]) -> dict[int, str]:
+        query = select(p.seq, p.id).where(*where, p.seq.in_(sorted(set(seqs))))
+        return {seq: pid for seq, pid in conn.execute(query)}
+
+    high = conn.execute(select(func.max(p.seq)).where(p.run_id == run_id)).scalar() or 0
+    found = draw_by_rejection(rng, high, lookup)
+    if found is not None:
+        return found
+    total = conn.execute(select(func.count()).where(*where)).scalar_one()
+    if not total:
+        return None
+    query = select(p.id).where(*where).order_by(p.seq).offset(rng.randrange(total)).limit(1)
+    return conn.execute(query).scalar()
+
+
 def best_others(
     conn: Connection, run_id: str, island: int, exclude: list[str], n: int, maximize: bool
 ) -> list[str]:
@@ -105,6 +142,21 @@ def counts(conn: Connection, run_id: str) -> dict[str, Any]:
         select(RUNS.c.created_at, RUNS.c.updated_at).where(RUNS.c.id == run_id)
     ).first()
     cells = select(func.count()).select_from(CELLS).where(CELLS.c.run_id == run_id)
+    replies = conn.execute(
+        select(func.count()).where(
+            LLM_CALLS.c.run_id == run_id,
+            LLM_CALLS.c.ok,
+            LLM_CALLS.c.purpose.in_(("propose", "repair")),
+        )
+    ).scalar_one()
+    # Accepted: children that reached the evaluator (or wait for it); rejections did not.
+    accepted = conn.execute(
+        select(func.count()).where(
+            PROGRAMS.c.run_id == run_id,
+            PROGRAMS.c.parent_id.is_not(None),
+            PROGRAMS.c.status != str(ProgramStatus.REJECTED),
+        )
+    ).scalar_one()
     return {
         "run_id": run_id,
         "programs": sum(by_status.values()),
@@ -116,4 +168,40 @@ def counts(conn: Connection, run_id: str) -> dict[str, Any]:
         "cost_usd": float(calls[3]),
         "elapsed_s": 0.0 if span is None else span.updated_at - span.created_at,
         "cells": conn.execute(cells).scalar_one(),
+        "replies": replies,
+        "accepted": accepted,
+        "acceptance": accepted / replies if replies else None,
+        "duplicates": conn.execute(
+            select(func.count()).where(
+                PROGRAMS.c.run_id == run_id,
+                PROGRAMS.c.status == str(ProgramStatus.REJECTED),
+                PROGRAMS.c.reason.like("duplicate:%"),
+            )
+        ).scalar_one(),
+        "accepted_by_operator": _accepted_by_operator(conn, run_id),
+        "stopped_by_stage": _stopped_by_stage(conn, run_id),
     }
+
+
+def _accepted_by_operator(conn: Connection, run_id: str) -> dict[str, int]:
+    """Per variation operator, the children that reached the evaluator."""
+    op = PROGRAMS.c.operator
+    query = select(op, func.count()).where(
+        PROGRAMS.c.run_id == run_id,
+        PROGRAMS.c.parent_id.is_not(None),
+        PROGRAMS.c.status != str(ProgramStatus.REJECTED),
+        op.is_not(None),
+        op != "",
+    )
+    return dict(conn.execute(query.group_by(op)).all())
+
+
+def _stopped_by_stage(conn: Connection, run_id: str) -> dict[str, int]:
+    """Per cascade stage, the evaluations its ``min_score`` stopped (keys as JSON strings)."""
+    stage = EVALUATIONS.c.stage
+    query = (
+        select(stage, func.count())
+        .join(PROGRAMS, PROGRAMS.c.id == EVALUATIONS.c.program_id)
+        .where(PROGRAMS.c.run_id == run_id, EVALUATIONS.c.status == "stopped")
+    )
+    return {str(key): count for key, count in conn.execute(query.group_by(stage).order_by(stage))}

@@ -50,6 +50,18 @@ class ArchiveReads:
             raise KeyError(f"program id prefix {program_id!r} is ambiguous; give more digits")
         return program_from_row(rows[0])
 
+    def island_elites(self, island: int, limit: int = 32) -> list[Program]:
+        """Return up to ``limit`` cell elites of ``island``, best first."""
+        query = (
+            select(PROGRAMS)
+            .join(CELLS, CELLS.c.program_id == PROGRAMS.c.id)
+            .where(CELLS.c.run_id == self._run_id, CELLS.c.island == island)
+            .order_by(CELLS.c.score.desc() if self._maximize else CELLS.c.score.asc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [program_from_row(row) for row in conn.execute(query)]
+
     def evaluation(self, program_id: str) -> Evaluation | None:
         """Return the stored evaluation of a program (None if it has none)."""
         with self._read() as conn:
@@ -139,7 +151,7 @@ class ArchiveReads:
         query = (
             select(EVALUATIONS.c.program_id, EVALUATIONS.c.score, EVALUATIONS.c.metrics)
             .join(PROGRAMS, PROGRAMS.c.id == EVALUATIONS.c.program_id)
-            .where(PROGRAMS.c.run_id == self._run_id, EVALUATIONS.c.score.is_not(None))
+            .where(PROGRAMS.c.run_id == self._run_id, EVALUATIONS.c.status == "ok")
             .order_by(PROGRAMS.c.seq)
         )
         points = []

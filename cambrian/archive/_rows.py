@@ -21,6 +21,9 @@ def program_from_row(row: Any) -> Program:
         model=row.model,
         status=ProgramStatus(row.status),
         reason=row.reason,
+        operator=row.operator,
+        edit_kind=row.edit_kind,
+        templates=row.templates,
     )
 
 
@@ -39,6 +42,9 @@ def program_values(program: Program, run_id: str, seq: int, now: float) -> dict[
         "model": program.model,
         "status": str(program.status),
         "reason": program.reason,
+        "operator": program.operator,
+        "edit_kind": program.edit_kind,
+        "templates": program.templates,
         "created_at": now,
         "updated_at": now,
     }

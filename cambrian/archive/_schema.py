@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 declarative schema of the archive; migrations 0001 and 0002 create exactly it.
+"""SQLAlchemy 2 declarative schema of the archive; migrations 0001 to 0003 create exactly it.
 
 Timestamps are UNIX epoch seconds (float); JSON values are stored as text.
 """
@@ -57,6 +57,9 @@ class ProgramRow(Base):
     clade_trials: Mapped[int] = mapped_column(Integer, default=0)
     clade_successes: Mapped[int] = mapped_column(Integer, default=0)
     owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    operator: Mapped[str] = mapped_column(String(64), default="")
+    edit_kind: Mapped[str] = mapped_column(String(64), default="")
+    templates: Mapped[str] = mapped_column(String(64), default="")
 
 
 class EvaluationRow(Base):
@@ -107,6 +110,7 @@ class LlmCallRow(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+    purpose: Mapped[str] = mapped_column(String(16), default="propose")
 
 
 class WorkerRow(Base):
@@ -136,3 +140,26 @@ class MigrationRow(Base):
     island: Mapped[int] = mapped_column(Integer)
     key: Mapped[str] = mapped_column(String(200))
     program_id: Mapped[str] = mapped_column(String(32), ForeignKey("programs.id"))
+
+
+class ReplyRow(Base):
+    """The LLM reply a program came from, capped; kept to explain every rejection."""
+
+    __tablename__ = "replies"
+
+    program_id: Mapped[str] = mapped_column(String(32), ForeignKey("programs.id"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class MetaNoteRow(Base):
+    """One meta-recommendation: advice an LLM wrote from the run's recent results."""
+
+    __tablename__ = "meta_notes"
+    __table_args__ = (Index("ix_meta_notes_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"))
+    at_evaluated: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)

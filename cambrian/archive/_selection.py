@@ -1,7 +1,8 @@
 """Parent and inspiration selection policies: pure functions over elite rows.
 
 Every policy has the signature ``policy(elites, maximize, rng, params) -> program_id`` and
-reads only its inputs, so it is tested on fixed rows without a database.
+reads only its inputs, so it is tested on fixed rows without a database. ``greedy`` and
+``random`` are the baselines of the search-quality benchmark.
 """
 
 from __future__ import annotations
@@ -162,6 +163,59 @@ def select_tournament(
     return elites[max(picked, key=lambda i: (sign * elites[i].score, -i))].program_id
 
 
+def select_greedy(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Greedy baseline: always the best elite (the first in the given order on ties)."""
+    sign = 1.0 if maximize else -1.0
+    return elites[max(range(len(elites)), key=lambda i: (sign * elites[i].score, -i))].program_id
+
+
+def select_random(
+    elites: Sequence[EliteRow], maximize: bool, rng: random.Random, params: SelectionConfig
+) -> str:
+    """Random-parent baseline: uniform over the given rows.
+
+    The archive does not hand it the cell elites but draws from every evaluated program
+    of the island (``draw_by_rejection``); the rows are only its fallback pool.
+    """
+    return elites[rng.randrange(len(elites))].program_id
+
+
+def draw_by_rejection(
+    rng: random.Random,
+    high: int,
+    lookup: Callable[[list[int]], dict[int, str]],
+    batch: int = 16,
+    rounds: int = 4,
+) -> str | None:
+    """Draw uniformly among the keys in ``1..high`` that ``lookup`` accepts.
+
+    Each round draws ``batch`` keys uniformly and asks ``lookup`` (one query) which of them
+    are accepted; the first accepted draw wins. That is rejection sampling, so the result
+    is exactly uniform over the accepted keys, and it costs a few index probes instead of
+    a count over the whole table.
+
+    Args:
+        rng: The caller's random generator.
+        high: The largest key (keys start at 1).
+        lookup: Maps a list of keys to ``{key: program_id}`` for the accepted ones.
+        batch: Keys drawn per round.
+        rounds: Rounds before giving up.
+
+    Returns:
+        The accepted key's program id, or None when every draw missed (the caller then
+        falls back to an exact count, which is also uniform).
+    """
+    for _ in range(rounds if high >= 1 else 0):
+        draws = [rng.randint(1, high) for _ in range(batch)]
+        found = lookup(draws)
+        for key in draws:
+            if key in found:
+                return found[key]
+    return None
+
+
 SELECTION_POLICIES: dict[str, Policy] = {
     "uniform": select_uniform,
     "fitness": select_fitness,
@@ -169,6 +223,8 @@ SELECTION_POLICIES: dict[str, Policy] = {
     "dgm": select_dgm,
     "thompson": select_thompson,
     "tournament": select_tournament,
+    "greedy": select_greedy,
+    "random": select_random,
 }
 
 #: Policies that need the children and clade counters, not only the scores.

@@ -20,8 +20,9 @@ from cambrian.archive import _ownership as own
 from cambrian.archive import _placement as pl
 from cambrian.archive import _queries as q
 from cambrian.archive._cells import cell_key, cvt_centroids, cvt_key
+from cambrian.archive._ledger import ArchiveLedger
 from cambrian.archive._migrate import READONLY, make_engine, upgrade
-from cambrian.archive._queries import EVALUATIONS, LLM_CALLS, PROGRAMS, RUNS
+from cambrian.archive._queries import EVALUATIONS, PROGRAMS, RUNS
 from cambrian.archive._reads import ArchiveReads
 from cambrian.archive._rows import evaluation_values, program_from_row
 from cambrian.archive._selection import COUNTER_POLICIES, pick_inspirations, select_parent
@@ -35,7 +36,7 @@ def new_program_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class SqlArchive(ArchiveReads):
+class SqlArchive(ArchiveReads, ArchiveLedger):
     """The archive of one run in any SQLAlchemy database (SQLite or PostgreSQL).
 
     Implements the ``Archive`` Protocol. Every state change is committed at once, so a
@@ -229,15 +230,26 @@ class SqlArchive(ArchiveReads):
         return cvt_key(features, self._config.features, self._cvt())
 
     def sample_parent(self, island: int) -> Program | None:
-        """Pick a parent among the island's cell elites with the configured policy.
+        """Pick a parent of the island with the configured policy.
+
+        Every policy picks among the island's cell elites, except the baselines: ``greedy``
+        takes the best elite (the earliest on ties) and ``random`` any evaluated program of
+        the island, elite or not (its elites while it has no evaluated program of its own).
 
         Returns:
-            The chosen elite, or None when the island has none yet.
+            The chosen program, or None when the island has none yet.
         """
         policy = self._config.selection
         with self._read() as conn:
-            elites = q.elites(conn, self._run_id, island, counters=policy in COUNTER_POLICIES)
-            chosen = select_parent(policy, elites, self._maximize, self._rng, self._config.policy)
+            chosen = None
+            if policy == "greedy":
+                chosen = q.best_elite(conn, self._run_id, island, self._maximize)
+            elif policy == "random":
+                chosen = q.random_evaluated(conn, self._run_id, island, self._rng)
+            if chosen is None:
+                elites = q.elites(conn, self._run_id, island, counters=policy in COUNTER_POLICIES)
+                params = self._config.policy
+                chosen = select_parent(policy, elites, self._maximize, self._rng, params)
             if chosen is None:
                 return None
             row = conn.execute(select(PROGRAMS).where(PROGRAMS.c.id == chosen)).one()
@@ -320,36 +332,6 @@ class SqlArchive(ArchiveReads):
             return conn.execute(
                 select(RUNS.c.evaluated).where(RUNS.c.id == self._run_id)
             ).scalar_one()
-
-    def record_llm_call(
-        self,
-        program_id: str | None,
-        model: str,
-        *,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cost_usd: float = 0.0,
-        latency_s: float = 0.0,
-        ok: bool = True,
-        error: str = "",
-    ) -> None:
-        """Record one LLM call and its cost (``program_id`` None when no program came of it)."""
-        now = time.time()
-        values = {
-            "run_id": self._run_id,
-            "program_id": program_id,
-            "model": model,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost_usd": cost_usd,
-            "latency_s": latency_s,
-            "ok": ok,
-            "error": error,
-            "created_at": now,
-        }
-        with self._write() as conn:
-            conn.execute(insert(LLM_CALLS).values(values))
-            q.touch(conn, self._run_id, now)
 
     def _count_child(self, conn: Connection, parent_id: str, score: float | None) -> None:
         """Selection counters, the run's evaluated count, and migration or reset when due."""

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, inspect, select
 
+from cambrian.archive._ledger import META_NOTES, REPLIES
 from cambrian.archive._migrate import READONLY, make_engine
-from cambrian.archive._queries import CELLS, EVALUATIONS, LLM_CALLS, PROGRAMS, RUNS
+from cambrian.archive._queries import CELLS, EVALUATIONS, LLM_CALLS, PROGRAMS, RUNS, counts
 
 #: Columns of each row returned by ``ArchiveViews.tree`` (sent to the browser as arrays).
 TREE_COLUMNS = (
@@ -30,6 +31,8 @@ TREE_COLUMNS = (
     "updated_at",
 )
 _FAINT = ("failed", "rejected")
+#: Most characters of a kept LLM reply sent with a program (the run caps what it keeps too).
+REPLY_CHARS = 20_000
 
 
 class ArchiveViews:
@@ -150,13 +153,39 @@ class ArchiveViews:
             elite = conn.execute(
                 select(CELLS.c.key).where(CELLS.c.run_id == run_id, CELLS.c.program_id == row.id)
             ).scalar()
+            reply = conn.execute(
+                select(func.substr(REPLIES.c.text, 1, REPLY_CHARS + 1)).where(
+                    REPLIES.c.program_id == program_id
+                )
+            ).scalar()
         out = {name: getattr(row, name) for name in PROGRAMS.c.keys()}
         out["files_changed"] = json.loads(row.files_changed)
         out["elite_cell"] = elite
         out["prompt_tokens"], out["completion_tokens"] = int(calls[0]), int(calls[1])
         out["cost_usd"] = float(calls[2])
         out["evaluation"] = None if found is None else _evaluation_dict(found)
+        out["reply"] = (reply or "")[:REPLY_CHARS]
+        out["reply_truncated"] = len(reply or "") > REPLY_CHARS
         return out
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        """Return the run's headline counts: programs, evaluated, replies, acceptance."""
+        with self._conn() as conn:
+            found = counts(conn, run_id)
+        keys = ("programs", "evaluated", "replies", "accepted", "acceptance", "duplicates")
+        return {key: found[key] for key in keys}
+
+    def meta_notes(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the run's meta-recommendations, newest first (at most ``limit``)."""
+        m = META_NOTES.c
+        query = (
+            select(m.at_evaluated, m.model, m.text, m.created_at)
+            .where(m.run_id == run_id)
+            .order_by(m.id.desc())
+            .limit(limit)
+        )
+        with self._conn() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
 
     def series(self, run_id: str) -> dict[str, Any]:
         """Return what the charts need: evaluations over time, failure reasons, cost by model.

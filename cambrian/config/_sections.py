@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from cambrian.config._base import Section as _Section
+from cambrian.config._search import MetaConfig, NoveltyConfig, OperatorConfig, PromptConfig
 from cambrian.errors import ConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TaskConfig(_Section):
@@ -25,10 +23,29 @@ class TaskConfig(_Section):
     description: str = Field(default="", description="What to optimise, shown to the LLM.")
 
 
+class StageConfig(_Section):
+    """One stage of a cascade (``[[evaluator.stages]]``): a command and its threshold."""
+
+    command: str = Field(default="", description="Shell command of this stage.")
+    min_score: float | None = Field(
+        default=None,
+        description="A score worse than this (in evaluator.direction) stops the candidate "
+        "here: stored with its score, it takes no cell; unset: always go on.",
+    )
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Wall-clock limit of this stage; unset: evaluator's."
+    )
+
+
 class EvaluatorConfig(_Section):
-    """The evaluator command and how its score is read."""
+    """The evaluator command (or cascade of stages) and how its score is read."""
 
     command: str = Field(default="", description="Shell command run in the candidate's work dir.")
+    stages: tuple[StageConfig, ...] = Field(
+        default=(),
+        description="A cascade instead of command: stages run in order, each may stop "
+        "the candidate below its min_score; the last stage's result is the evaluation.",
+    )
     timeout_s: float = Field(default=60.0, gt=0, description="Wall-clock limit per evaluation.")
     direction: Literal["maximize", "minimize"] = "maximize"
     result: Literal["auto", "stdout"] = Field(
@@ -46,6 +63,32 @@ class EvaluatorConfig(_Section):
         description="Foreign task format: its runner script is put into each work dir as "
         ".cambrian_runner.py (read-only) for the command to call.",
     )
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> EvaluatorConfig:
+        if "stages" not in self.model_fields_set:
+            return self
+        if self.command.strip():
+            raise ValueError(
+                "evaluator.command and evaluator.stages are both set: keep one "
+                "(command for one evaluation, stages for a cascade)"
+            )
+        if not self.stages:
+            raise ValueError(
+                "evaluator.stages is empty: add [[evaluator.stages]] entries with a command, "
+                "or set evaluator.command instead"
+            )
+        for number, stage in enumerate(self.stages, 1):
+            if not stage.command.strip():
+                raise ValueError(
+                    f"evaluator.stages[{number}] has an empty command: give every stage "
+                    "the shell command it runs"
+                )
+        return self
+
+    def cascade(self) -> tuple[StageConfig, ...]:
+        """The stages to run: ``stages``, or ``command`` as the one stage (no threshold)."""
+        return self.stages or (StageConfig(command=self.command),)
 
 
 class RayConfig(_Section):
@@ -200,22 +243,6 @@ class LLMConfig(_Section):
         return self
 
 
-class PromptConfig(_Section):
-    """What the prompt shows besides the parent."""
-
-    inspirations: int = Field(default=2, ge=0, description="Other elites shown to the LLM.")
-    top_k: int = Field(default=1, ge=0, description="How many of those are the best elites.")
-    ancestors: int = Field(default=0, ge=0, description="The parent's ancestors shown too.")
-    rejections: int = Field(default=3, ge=0, description="Recent rejection reasons shown.")
-    feedback_chars: int = Field(default=2000, gt=0, description="Cap on evaluator feedback.")
-    templates: str | tuple[str, ...] = Field(
-        default="default",
-        description="Template set: default, compact (small local models), or a folder "
-        "(relative to the task folder) holding system.j2 and user.j2; a list of sets: one "
-        "is chosen at random for each proposal (prompt variations).",
-    )
-
-
 class FeatureBins(_Section):
     """A MAP-Elites descriptor axis: ``bins`` equal bins over ``[min, max]``."""
 
@@ -252,8 +279,14 @@ class ArchiveConfig(_Section):
         default=None, description="SQLAlchemy URL; unset: SQLite archive.db in the run dir."
     )
     islands: int = Field(default=1, gt=0)
-    selection: Literal["uniform", "fitness", "power_law", "dgm", "thompson", "tournament"] = (
-        "uniform"
+    selection: Literal[
+        "uniform", "fitness", "power_law", "dgm", "thompson", "tournament", "greedy", "random"
+    ] = Field(
+        default="uniform",
+        description=(
+            "Parent selection over the island's elites; baselines: greedy (always the best "
+            "elite), random (any evaluated program of the island, elite or not)."
+        ),
     )
     policy: SelectionConfig = SelectionConfig()
     features: dict[str, FeatureBins] = Field(
@@ -285,32 +318,6 @@ class ArchiveConfig(_Section):
     def _cvt_axes(self) -> ArchiveConfig:
         if self.cvt_cells and not self.features:
             raise ValueError("cvt_cells needs feature axes: add [archive.features]")
-        return self
-
-
-class NoveltyConfig(_Section):
-    """Rejection of near-duplicates of the parent's island before evaluation."""
-
-    threshold: float | None = Field(
-        default=None, gt=0, le=1, description="Reject from this similarity on; unset: off."
-    )
-    method: Literal["minhash", "embedding"] = Field(
-        default="minhash", description="minhash: token shingles, no model; embedding: a model."
-    )
-    shingle: int = Field(default=5, gt=0, description="minhash: tokens per shingle.")
-    permutations: int = Field(default=128, gt=0, description="minhash: signature length.")
-    max_attempts: int = Field(default=3, gt=0, description="Proposals per step, at most.")
-    embedding_model: str | None = Field(
-        default=None, description="embedding: litellm model name (openai/text-embedding-3-small)."
-    )
-    embedding_api_base: str | None = None
-    embedding_api_key_env: str | None = None
-    timeout_s: float = Field(default=60.0, gt=0, description="embedding: deadline per request.")
-
-    @model_validator(mode="after")
-    def _check(self) -> NoveltyConfig:
-        if self.method == "embedding" and self.embedding_model is None:
-            raise ValueError("novelty.method = embedding needs novelty.embedding_model")
         return self
 
 
@@ -350,13 +357,16 @@ class CambrianConfig(_Section):
     prompt: PromptConfig = PromptConfig()
     archive: ArchiveConfig = ArchiveConfig()
     novelty: NoveltyConfig = NoveltyConfig()
+    operators: OperatorConfig = OperatorConfig()
+    meta: MetaConfig = MetaConfig()
     run: RunConfig = RunConfig()
 
     def check_runnable(self) -> None:
         """Raise ``ConfigError`` if a run could not start with this configuration."""
-        if not self.evaluator.command.strip():
+        if not self.evaluator.command.strip() and not self.evaluator.stages:
             raise ConfigError(
-                "evaluator.command is empty: set it in cambrian.toml or pass --evaluator"
+                "evaluator.command is empty: set it (or [[evaluator.stages]]) in cambrian.toml "
+                "or pass --evaluator"
             )
         if not self.task.editable:
             raise ConfigError(

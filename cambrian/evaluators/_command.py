@@ -1,4 +1,4 @@
-"""Run the evaluator command on one candidate inside a sandbox."""
+"""Run the evaluator command, or each stage of a cascade, on one candidate in a sandbox."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import hashlib
 import os
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cambrian.config import EvaluatorConfig
+from cambrian.evaluators._cascade import TAIL_CHARS, Cascade
 from cambrian.evaluators._result import ResultError, find_result_text, parse_result, to_evaluation
 from cambrian.types import EvalStatus, Evaluation, Limits, RunResult, Sandbox
 
 RESULT_PREFIX = ".cambrian-result-"
-TAIL_CHARS = 4000
 NOT_A_FILE = "(not a regular file)"
 
 
@@ -51,41 +52,61 @@ def _last_line(run: RunResult) -> str:
 
 
 class CommandEvaluator:
-    """Runs ``config.command`` in a candidate's work dir and reads its result.
+    """Runs the evaluator command (or each stage of a cascade) in a candidate's work dir.
 
     The evaluator never imports candidate code: it is a process contract. Protected
     files (the evaluator's own) are mounted read-only where the sandbox can, and checked
-    for tampering afterwards everywhere.
+    for tampering after every stage everywhere. With ``evaluator.stages`` the stages run
+    in order; a stage that fails, or scores worse than its ``min_score``, ends the
+    cascade there (``Evaluation.stage`` says which).
 
     Args:
         config: The ``[evaluator]`` section.
         sandbox: Where the command runs.
-        limits: Resource limits for each run.
+        limits: Resource limits for each run (a stage's ``timeout_s`` replaces the timeout).
     """
 
     def __init__(self, config: EvaluatorConfig, sandbox: Sandbox, limits: Limits) -> None:
         self._config = config
         self._sandbox = sandbox
         self._limits = limits
+        self._maximize = config.direction == "maximize"
 
     def evaluate(self, workdir: Path, protected: Sequence[str] = ()) -> Evaluation:
         """Evaluate the candidate checked out in ``workdir``; failures come back as data."""
         workdir = Path(os.path.abspath(workdir))  # $CAMBRIAN_RESULT must not be relative
+        before = _digest(workdir, protected)
+        stages = self._config.cascade()
+        cascade = Cascade(len(stages), maximize=self._maximize)
+        for number, stage in enumerate(stages, 1):
+            limits = self._limits
+            if stage.timeout_s is not None:
+                limits = replace(limits, timeout_s=stage.timeout_s)
+            evaluation = self._run_stage(workdir, stage.command, number, limits, protected, before)
+            if not cascade.take(evaluation, stage.min_score):
+                break
+        return cascade.result()
+
+    def _run_stage(
+        self,
+        workdir: Path,
+        command: str,
+        number: int,
+        limits: Limits,
+        protected: Sequence[str],
+        before: dict[str, str],
+    ) -> Evaluation:
+        """Run one stage's command and read its result object."""
         # A fresh, unguessable name: candidate code cannot pre-write the result file.
         result_path = workdir / f"{RESULT_PREFIX}{secrets.token_hex(8)}.json"
-        env = {"CAMBRIAN_WORKDIR": str(workdir)}
+        env = {"CAMBRIAN_WORKDIR": str(workdir), "CAMBRIAN_STAGE": str(number)}
         if self._config.result == "auto":
             env["CAMBRIAN_RESULT"] = str(result_path)
-        before = _digest(workdir, protected)
         run = self._sandbox.run(
-            self._config.command,
-            workdir=workdir,
-            limits=self._limits,
-            env=env,
-            readonly=tuple(protected),
+            command, workdir=workdir, limits=limits, env=env, readonly=tuple(protected)
         )
         tail = _tail(run)
-        failure = self._failure(run, before, _digest(workdir, protected))
+        failure = _failure(run, limits, before, _digest(workdir, protected))
         if failure is not None:
             status, reason = failure
             return Evaluation(status, duration_s=run.duration_s, reason=reason, output_tail=tail)
@@ -97,21 +118,24 @@ class CommandEvaluator:
             return Evaluation(
                 EvalStatus.ERROR, duration_s=run.duration_s, reason=str(exc), output_tail=tail
             )
-        return to_evaluation(parsed, duration_s=run.duration_s, output_tail=tail)
+        finally:
+            result_path.unlink(missing_ok=True)  # the next stage writes a file of its own
+        return to_evaluation(parsed, duration_s=run.duration_s, output_tail=tail, stage=number)
 
-    def _failure(
-        self, run: RunResult, before: dict[str, str], after: dict[str, str]
-    ) -> tuple[EvalStatus, str] | None:
-        """Classify a failed run, or None when the command succeeded."""
-        if run.lost:
-            return EvalStatus.ERROR, f"lost: {run.lost}"
-        if run.timed_out:
-            return EvalStatus.TIMEOUT, f"timeout: killed after {self._limits.timeout_s:g}s"
-        if run.oom_killed:
-            return EvalStatus.OOM, f"oom: out of memory (limit {self._limits.memory_mb} MB)"
-        changed = sorted(p for p in before if after.get(p) != before[p])
-        if changed:
-            return EvalStatus.ERROR, f"candidate modified evaluator file {changed[0]}"
-        if run.returncode != 0:
-            return EvalStatus.ERROR, f"evaluator exited with code {run.returncode}{_last_line(run)}"
-        return None
+
+def _failure(
+    run: RunResult, limits: Limits, before: dict[str, str], after: dict[str, str]
+) -> tuple[EvalStatus, str] | None:
+    """Classify a failed run, or None when the command succeeded."""
+    if run.lost:
+        return EvalStatus.ERROR, f"lost: {run.lost}"
+    if run.timed_out:
+        return EvalStatus.TIMEOUT, f"timeout: killed after {limits.timeout_s:g}s"
+    if run.oom_killed:
+        return EvalStatus.OOM, f"oom: out of memory (limit {limits.memory_mb} MB)"
+    changed = sorted(p for p in before if after.get(p) != before[p])
+    if changed:
+        return EvalStatus.ERROR, f"candidate modified evaluator file {changed[0]}"
+    if run.returncode != 0:
+        return EvalStatus.ERROR, f"evaluator exited with code {run.returncode}{_last_line(run)}"
+    return None

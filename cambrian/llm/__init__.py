@@ -1,4 +1,4 @@
-"""LLM access: the litellm client, a scripted OpenAI-compatible server, the offline demo model.
+"""LLM access: the litellm client, a scripted OpenAI-compatible server, local models.
 
 Names are loaded on first use, so ``import cambrian.llm`` stays fast and
 ``python -m cambrian.llm._scripted`` does not find its module imported twice.
@@ -34,7 +34,19 @@ if TYPE_CHECKING:
     )
     from cambrian.llm._embeddings import embed_texts
     from cambrian.llm._ensemble import EnsembleLLM, entry_config
-    from cambrian.llm._offline import OFFLINE_NOTICE, OfflineModelServer, demo_model_file
+    from cambrian.llm._local_models import (
+        LOCAL_MODELS,
+        LocalModel,
+        assemble,
+        cache_dir,
+        local_model,
+    )
+    from cambrian.llm._offline import (
+        OFFLINE_NOTICE,
+        OfflineModelServer,
+        demo_model_file,
+        offline_notice,
+    )
     from cambrian.llm._responders import Fault, mutate_numbers, replay
     from cambrian.llm._scripted import ScriptedLLMServer
     from cambrian.llm._serve import ENGINES, EngineSpec, ModelServer, engine_command
@@ -57,6 +69,11 @@ __all__ = [
     "sample_temperature",
     "ucb_scores",
     "ENGINES",
+    "LOCAL_MODELS",
+    "LocalModel",
+    "assemble",
+    "cache_dir",
+    "local_model",
     "OFFLINE_NOTICE",
     "EngineSpec",
     "ModelServer",
@@ -68,6 +85,7 @@ __all__ = [
     "default_model_from_env",
     "demo_model_file",
     "get_llm",
+    "offline_notice",
     "mutate_numbers",
     "replay",
 ]
@@ -92,7 +110,13 @@ _MODULES = {
     "LiteLLMClient": "_client",
     "default_model_from_env": "_client",
     "get_llm": "_client",
+    "LOCAL_MODELS": "_local_models",
+    "LocalModel": "_local_models",
+    "assemble": "_local_models",
+    "cache_dir": "_local_models",
+    "local_model": "_local_models",
     "OFFLINE_NOTICE": "_offline",
+    "offline_notice": "_offline",
     "OfflineModelServer": "_offline",
     "demo_model_file": "_offline",
     "Fault": "_responders",

@@ -114,11 +114,14 @@ class LiteLLMClient:
         self._litellm: ModuleType | None = None
         self.error_counts: Counter[str] = Counter()  # failed attempts by class
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], *, model: str | None = None
+    ) -> Completion:
         """Return the model's reply to ``messages``.
 
         Args:
             messages: OpenAI chat messages (``role`` and ``content``).
+            model: Ignored: a client has one model (the ensemble uses it for follow-ups).
 
         Returns:
             The reply with token counts, cost (0.0 when pricing is unknown) and latency.

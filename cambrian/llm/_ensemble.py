@@ -119,14 +119,18 @@ class EnsembleLLM:
         )
         return self._names[index]
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], *, model: str | None = None
+    ) -> Completion:
         """Pick a model, count a pull, and return its reply.
 
         A call that fails after its retries is counted as an error and as an outcome with
-        reward 0; a cancelled call is not counted at all.
+        reward 0; a cancelled call is not counted at all. A follow-up turn (``model``
+        given) goes to that model and is part of the same pull.
 
         Args:
             messages: OpenAI chat messages.
+            model: The model of the conversation's earlier turns (None: the policy picks).
 
         Returns:
             The reply; ``model`` names the model that answered.
@@ -134,10 +138,14 @@ class EnsembleLLM:
         Raises:
             LLMError: When the chosen model fails after its retries.
         """
-        model = self.choose()
+        follow_up = model is not None
+        if follow_up and model not in self._clients:
+            raise ValueError(f"unknown model {model!r}: the ensemble has {self._names}")
+        model = model or self.choose()
         client = self._clients[model]
         estimate = estimate_cost(messages, await client.prices(), self._max_tokens[model])
-        self._update(model, pulls=1)
+        pull = 0 if follow_up else 1
+        self._update(model, pulls=pull)
         self._in_flight_usd += estimate
         settled = False
         try:
@@ -145,12 +153,12 @@ class EnsembleLLM:
             settled = True
         except LLMError:
             settled = True
-            self._update(model, calls=1, errors=1, rewards=1)
+            self._update(model, calls=1, errors=1, rewards=1)  # closes the proposal's pull
             raise
         finally:
             self._in_flight_usd -= estimate
             if not settled:
-                self._update(model, pulls=-1)
+                self._update(model, pulls=-pull)
         self._update(
             model,
             calls=1,
@@ -177,6 +185,16 @@ class EnsembleLLM:
             raise ValueError(f"unknown model {model!r}: the ensemble has {self._names}")
         gain = max(0.0, improvement or 0.0)
         self._update(model, rewards=1, successes=int(gain > 0), reward_sum=gain)
+
+    def forget(self, model: str) -> None:
+        """Undo the pull of a call whose outcome says nothing about ``model`` (a duplicate).
+
+        Raises:
+            ValueError: If ``model`` is not in the ensemble.
+        """
+        if model not in self._stats:
+            raise ValueError(f"unknown model {model!r}: the ensemble has {self._names}")
+        self._update(model, pulls=-1)
 
     def restore(self, stats: Mapping[str, ModelStats]) -> None:
         """Replace the statistics with ``stats`` (rebuilt from the archive on resume).

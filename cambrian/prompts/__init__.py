@@ -5,7 +5,17 @@ from cambrian.prompts._render import (
     TEMPLATE_DIR,
     render,
     render_messages,
+    render_meta,
+    render_repair,
     template_set,
 )
 
-__all__ = ["BUILTIN_SETS", "TEMPLATE_DIR", "render", "render_messages", "template_set"]
+__all__ = [
+    "BUILTIN_SETS",
+    "TEMPLATE_DIR",
+    "render",
+    "render_messages",
+    "render_meta",
+    "render_repair",
+    "template_set",
+]

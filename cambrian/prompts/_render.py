@@ -81,3 +81,25 @@ def render_messages(templates: Path, variables: dict[str, Any]) -> list[dict[str
         {"role": "system", "content": render("system.j2", templates, **variables).strip()},
         {"role": "user", "content": render("user.j2", templates, **variables).strip()},
     ]
+
+
+def render_repair(templates: Path, variables: dict[str, Any]) -> str:
+    """The follow-up message asking to fix an unusable reply (``repair.j2`` of the set).
+
+    A set without ``repair.j2`` uses the built-in default set's.
+    """
+    folder = templates if (templates / "repair.j2").is_file() else TEMPLATE_DIR / "default"
+    return render("repair.j2", folder, **variables).strip()
+
+
+def render_meta(templates: Path, variables: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat messages of one meta review: ``meta.j2`` rendered with ``part`` set.
+
+    The template renders the system message when ``part == "system"`` and the user
+    message when ``part == "user"``. A set without ``meta.j2`` uses the default set's.
+    """
+    folder = templates if (templates / "meta.j2").is_file() else TEMPLATE_DIR / "default"
+    return [
+        {"role": role, "content": render("meta.j2", folder, **variables, part=role).strip()}
+        for role in ("system", "user")
+    ]

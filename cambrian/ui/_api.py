@@ -1,4 +1,4 @@
-"""The JSON API of the live view: runs, tree rows, cells, series, one program."""
+"""The JSON API of the live view: runs, tree rows, cells, series, summary, notes, programs."""
 
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ def build_router(views: ArchiveViews, sources: dict[str, RunSource]) -> APIRoute
     @router.get("/runs/{run_id}/series")
     def series(run_id: str) -> dict[str, Any]:
         return views.series(run_id)
+
+    @router.get("/runs/{run_id}/summary")
+    def summary(run_id: str) -> dict[str, Any]:
+        return views.summary(run_id)
+
+    @router.get("/runs/{run_id}/meta-notes")
+    def meta_notes(run_id: str, limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+        return views.meta_notes(run_id, limit=limit)
 
     @router.get("/runs/{run_id}/programs/{program_id}")
     def program(run_id: str, program_id: str) -> dict[str, Any]:

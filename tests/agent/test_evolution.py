@@ -103,6 +103,7 @@ def test_bad_replies_are_rejected_as_data(scaffold_task: Path, tmp_path: Path) -
             "run.iterations=1",
             "run.proposal_concurrency=1",
             "run.max_proposals=5",
+            "prompt.repair_turns=0",  # one reply, one proposal
         )
     assert stats["evaluated"] == 1
     assert stats["best_score"] == 0.375
@@ -185,6 +186,7 @@ def test_hostile_paths_in_replies_are_rejected_and_the_run_goes_on(
             "run.proposal_concurrency=1",
             'task.editable=["**/*.py"]',
             'evaluator.protected=["evaluate.py"]',
+            "prompt.repair_turns=0",  # one reply, one proposal
         )
     assert reason == "iterations"
     assert stats["best_score"] == 0.375  # never 1e9

@@ -26,13 +26,15 @@ def _run(task: Path, run_dir: Path, extra: dict, *overrides: str) -> tuple[str, 
 
 
 def _calls_by_model(run_dir: Path) -> dict[str, int]:
+    """Proposal calls per model (repair turns go to the model that was asked first)."""
     db = sqlite3.connect(run_dir / "archive.db")
-    return dict(db.execute("select model, count(*) from llm_calls group by model"))
+    query = "select model, count(*) from llm_calls where purpose = 'propose' group by model"
+    return dict(db.execute(query))
 
 
 def _widen(messages: list[dict]) -> str:
     """A model that always improves the scaffold task: a wider rectangle, up to 1.0."""
-    width = float(re.search(r"WIDTH = ([0-9.]+)", messages[-1]["content"]).group(1))
+    width = float(re.search(r"WIDTH = ([0-9.]+)", messages[1]["content"]).group(1))  # the prompt
     new = min(1.0, round(width + 0.02, 2))
     return f"solve.py\n<<<<<<< SEARCH\nWIDTH = {width}\n=======\nWIDTH = {new}\n>>>>>>> REPLACE\n"
 
@@ -160,6 +162,7 @@ def test_prompt_variations_pick_among_template_sets(scaffold_task: Path, tmp_pat
             "run.max_proposals=12",
             "run.proposal_concurrency=1",
             'prompt.templates=["default", "compact"]',
+            "prompt.repair_turns=0",  # one reply, one proposal
         )
-    compact = [s for s in seen if s.startswith("You are a") and "SEARCH/REPLACE" not in s]
+    compact = [s for s in seen if not s.startswith("You are an expert")]
     assert len(seen) == 12 and 0 < len(compact) < 12  # both sets were used

@@ -113,6 +113,69 @@ def test_every_policy_samples_an_elite_of_the_island(make, policy):
     assert a.sample_parent(1).id == other.id
 
 
+def test_greedy_always_returns_the_best_elite(make):
+    axis = {"x": {"min": 0, "max": 4, "bins": 4}}
+    a = make(selection="greedy", islands=2, features=axis)
+    assert a.sample_parent(0) is None
+    root = child(a)
+    a.add(root, ok(1.0, x=0))
+    first_best = child(a, root)
+    a.add(first_best, ok(3.0, x=1))
+    a.add(child(a, root), ok(3.0, x=2))  # ties the best in another cell: the earliest wins
+    a.add(child(a, root), ok(2.0, x=3))
+    a.add(child(a, root), Evaluation(status=EvalStatus.ERROR, reason="boom"))
+    a.add(child(a, root, island=1), ok(9.0, x=0))  # another island's best is not a parent here
+    assert {a.sample_parent(0).id for _ in range(20)} == {first_best.id}
+    low = make(run_id=uuid.uuid4().hex[:12], maximize=False, selection="greedy", features=axis)
+    lows = [child(low) for _ in range(3)]
+    for p, score in zip(lows, (2.0, -1.0, 0.5), strict=True):
+        low.add(p, ok(score, x=lows.index(p)))
+    assert low.sample_parent(0).id == lows[1].id  # minimising: the lowest score
+
+
+def _random_island(a):
+    """Island 0: one elite, four beaten programs, a failure, a rejection, a pending child."""
+    root = child(a)
+    a.add(root, ok(5.0))
+    evaluated = {root.id}
+    for score in (1.0, 2.0, 3.0, 4.0):  # one cell, so none of these is an elite
+        p = child(a, root)
+        assert a.add(p, ok(score)) is AddStatus.NOT_ADDED
+        evaluated.add(p.id)
+    a.add(child(a, root), Evaluation(status=EvalStatus.ERROR, reason="boom"))
+    rejected = Program(new_program_id(), root.id, 0, 1, "", "t", status=ProgramStatus.REJECTED)
+    a.new_program(rejected)
+    child(a, root)  # proposed, never evaluated
+    a.add(child(a, root, island=1), ok(9.0))
+    return evaluated
+
+
+@pytest.mark.parametrize("probe", [True, False], ids=["index-probes", "count-offset"])
+def test_random_draws_every_evaluated_program_uniformly(make, monkeypatch, probe):
+    if not probe:  # every probe misses: the exact count-and-offset fallback draws
+        from cambrian.archive import _queries
+
+        monkeypatch.setattr(_queries, "draw_by_rejection", lambda *args, **kw: None)
+    a = make(selection="random", islands=2, seed=11)
+    evaluated = _random_island(a)
+    draws = [a.sample_parent(0).id for _ in range(500)]
+    counts = {pid: draws.count(pid) for pid in set(draws)}
+    assert set(counts) == evaluated  # non-elites too, never failed, rejected or pending
+    assert all(60 < n < 140 for n in counts.values())  # about 100 each
+    again = make(selection="random", islands=2, seed=11)
+    assert [again.sample_parent(0).id for _ in range(20)] == draws[:20]  # seeded
+
+
+def test_random_falls_back_to_the_elites_of_an_island_without_programs(make):
+    a = make(selection="random", islands=2, migration_interval=1)
+    assert a.sample_parent(1) is None
+    root = child(a)
+    a.add(root, ok(1.0))
+    best = child(a, root)
+    a.add(best, ok(2.0))  # migrates to island 1, which has no program of its own
+    assert a.sample_parent(1).id == best.id
+
+
 def test_counters_feed_dgm_and_thompson(make):
     a = make(selection="dgm")
     root = child(a)

@@ -7,6 +7,7 @@ from cambrian.archive import SELECTION_POLICIES, pick_inspirations, rank_weights
 from cambrian.archive._selection import (
     EliteRow,
     dgm_weights,
+    draw_by_rejection,
     normalized_scores,
     power_law_weights,
     softmax,
@@ -37,6 +38,8 @@ def test_select_parent_empty_and_unknown_policy():
         "dgm",
         "thompson",
         "tournament",
+        "greedy",
+        "random",
     }
 
 
@@ -147,3 +150,47 @@ def test_tournament_returns_the_best_contestant():
     pairs = Counter(select_parent("tournament", ELITES, True, rng) for _ in range(2000))
     assert pairs["d"] == 0  # the worst never wins a tournament of 3 distinct elites
     assert pairs["b"] > pairs["c"] > 0 == pairs["a"]  # 3 of 4: b or c is always drawn
+
+
+@pytest.mark.parametrize(("maximize", "best"), [(True, "b"), (False, "d")])
+def test_greedy_always_returns_the_best(maximize, best):
+    rng = random.Random(8)
+    assert {select_parent("greedy", ELITES, maximize, rng) for _ in range(50)} == {best}
+    ties = [("x", 1.0), ("y", 2.0), ("z", 2.0)]
+    assert select_parent("greedy", ties, True, rng) == "y"  # the first of the tied best
+
+
+def test_random_is_uniform_over_its_rows():
+    rng = random.Random(9)
+    counts = Counter(select_parent("random", ELITES, True, rng) for _ in range(4000))
+    assert set(counts) == {"a", "b", "c", "d"}
+    assert all(800 < n < 1200 for n in counts.values())
+
+
+def test_draw_by_rejection_is_uniform_over_the_accepted_keys():
+    accepted = {k: f"p{k}" for k in (2, 3, 5, 7, 11, 13, 17, 19)}  # 8 of 20 keys
+    calls = []
+
+    def lookup(keys):
+        calls.append(len(keys))
+        return {k: accepted[k] for k in keys if k in accepted}
+
+    rng = random.Random(10)
+    counts = Counter(draw_by_rejection(rng, 20, lookup) for _ in range(4000))
+    assert set(counts) == set(accepted.values())
+    assert all(400 < n < 600 for n in counts.values())  # 500 each
+    assert len(calls) < 4100 and set(calls) == {16}  # nearly always one query per draw
+    seeded = [draw_by_rejection(random.Random(1), 20, lookup) for _ in range(3)]
+    assert seeded == [draw_by_rejection(random.Random(1), 20, lookup) for _ in range(3)]
+
+
+def test_draw_by_rejection_gives_up_when_nothing_is_accepted():
+    calls = []
+
+    def lookup(keys):
+        calls.append(keys)
+        return {}
+
+    assert draw_by_rejection(random.Random(0), 1000, lookup, batch=8, rounds=3) is None
+    assert len(calls) == 3 and all(len(keys) == 8 for keys in calls)
+    assert draw_by_rejection(random.Random(0), 0, lookup) is None and len(calls) == 3

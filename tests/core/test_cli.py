@@ -48,6 +48,8 @@ def test_init_then_run_then_status(tmp_path: Path) -> None:
     assert status.returncode == 0, status.stderr
     stats = json.loads(status.stdout)
     assert stats["evaluated"] == 3 and stats["best_score"] >= 0.25
+    assert stats["accepted"] >= 3 and stats["acceptance"] == stats["accepted"] / stats["replies"]
+    assert sum(row["children"] for row in stats["operators"].values()) >= 3
     assert _cli("init", str(task)).returncode == 2  # never overwrites a config
 
 

@@ -30,8 +30,12 @@ def test_openevolve_config_yaml_maps_to_cambrian_keys(tmp_path: Path) -> None:
     assert config.archive.features["spread"].bins == 4
     assert config.evaluator.timeout_s == 30
     assert config.evaluator.adapter == "openevolve"
-    assert "--cascade 0.5 " in config.evaluator.command
-    assert config.evaluator.command.endswith("--features spread")
+    # the cascade: evaluate_stage1 gated by the one threshold, then evaluate_stage2
+    assert config.evaluator.command == ""
+    first, second = config.evaluator.stages
+    assert first.min_score == 0.5 and second.min_score is None
+    assert "--stage 1 --gate --features spread" in first.command
+    assert second.command.endswith("--stage 2 --features spread")
 
 
 def test_openevolve_unmapped_keys_are_named_in_one_warning(tmp_path: Path) -> None:
@@ -54,7 +58,8 @@ def test_openevolve_without_config_yaml_uses_openevolve_defaults(tmp_path: Path)
     assert found is not None and found.ignored == ()
     config = build_config(found.config)
     assert config.evaluator.timeout_s == 300
-    assert "--cascade 0.5,0.75,0.9" in config.evaluator.command
+    # OpenEvolve's default thresholds; the task has two stages, so only the first is used
+    assert [s.min_score for s in config.evaluator.stages] == [0.5, None]
     assert config.llm.model is None and not config.archive.features
 
 
@@ -72,8 +77,38 @@ def test_openevolve_full_rewrite_key_and_env_key(tmp_path: Path) -> None:
     assert config.prompt.templates == "compact"
     assert (config.llm.model, config.llm.api_key_env) == ("openai/llama3", "MY_KEY")
     assert list(config.archive.features) == ["complexity"]
-    assert "--cascade" not in config.evaluator.command
+    assert not config.evaluator.stages and "--stage" not in config.evaluator.command
     assert any("'diversity'" in line for line in found.warnings())
+
+
+@pytest.mark.parametrize(
+    ("stages", "thresholds", "expected"),
+    [
+        (3, "[0.2, 0.4]", [0.2, 0.4, None]),
+        (3, "[0.2]", [0.2, None]),  # OpenEvolve stops after stage 2 without a 2nd threshold
+        (1, "[0.2]", []),  # one stage: evaluate_stage1 alone, as evaluator.command
+    ],
+)
+def test_openevolve_stage_functions_map_onto_stages(
+    tmp_path: Path, stages: int, thresholds: str, expected: list
+) -> None:
+    task = copy_task("openevolve_point", tmp_path / "t")
+    evaluator = task / "evaluator.py"
+    text = evaluator.read_text()
+    if stages == 1:
+        text = text.replace("def evaluate_stage2(", "def full_stage(")
+    else:
+        text += "\n\ndef evaluate_stage3(program_path):\n    return evaluate(program_path)\n"
+    evaluator.write_text(text)
+    (task / "config.yaml").write_text(f"evaluator:\n  cascade_thresholds: {thresholds}\n")
+    found = detect_task(task)
+    assert found is not None
+    config = build_config(found.config).evaluator
+    assert [s.min_score for s in config.stages] == expected
+    if stages == 1:
+        assert config.command.endswith("--stage 1")
+    else:
+        assert all(f"--stage {n}" in s.command for n, s in enumerate(config.stages, 1))
 
 
 @pytest.mark.parametrize(

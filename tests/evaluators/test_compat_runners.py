@@ -50,8 +50,30 @@ def test_openevolve_cascade_stops_below_threshold(sandbox, tmp_path: Path) -> No
     program = task / "initial_program.py"
     program.write_text(program.read_text().replace("X = 1.0", "X = 12.0"))
     evaluation = _evaluate(sandbox, task)
-    assert evaluation.ok and evaluation.score == 0.0
-    assert evaluation.metrics == {"valid": 0.0}  # stage 2 never ran
+    assert evaluation.status is EvalStatus.STOPPED and not evaluation.ok
+    assert (evaluation.stage, evaluation.score) == (1, 0.0)
+    assert evaluation.metrics == {"valid": 0.0, "stage1_score": 0.0}  # stage 2 never ran
+    assert "stopped at stage 1 of 2: score 0 is below min_score 0.5" in evaluation.reason
+
+
+def test_openevolve_cascade_passes_to_stage_2(sandbox, tmp_path: Path) -> None:
+    evaluation = _evaluate(sandbox, copy_task("openevolve_point", tmp_path / "t"))
+    assert evaluation.ok and evaluation.stage == 2
+    assert evaluation.metrics["stage1_score"] == 1.0
+    assert evaluation.score == evaluation.metrics["stage2_score"]
+
+
+def test_legacy_cascade_flag_still_runs_the_whole_cascade(sandbox, tmp_path: Path) -> None:
+    task = copy_task("openevolve_point", tmp_path / "t")
+    program = task / "initial_program.py"
+    program.write_text(program.read_text().replace("X = 1.0", "X = 12.0"))
+    # a cambrian.toml written before stages existed calls the runner with --cascade
+    command = "python .cambrian_runner.py --program initial_program.py --cascade 0.5"
+    config = build_config({"evaluator": {"command": command, "adapter": "openevolve"}})
+    limits = make_limits(SandboxConfig(memory_mb=1024), 30)
+    inner = CommandEvaluator(config.evaluator, sandbox, limits)
+    evaluation = CompatEvaluator("openevolve", inner).evaluate(task, ["evaluator.py"])
+    assert evaluation.ok and evaluation.metrics == {"valid": 0.0}
     assert "stopped after stage 1" in evaluation.artifacts["cascade"]
 
 

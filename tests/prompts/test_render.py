@@ -39,6 +39,10 @@ def _context(**overrides):
             }
         ],
         "rejections": ["SEARCH text not found in solve.py: 'for i in range(n):'"],
+        "operator": "region",
+        "idea": "Cache the partial sums.",
+        "second": None,
+        "recommendations": "",
     }
     ctx.update(overrides)
     return ctx
@@ -89,7 +93,7 @@ def test_compact_set_asks_for_a_repair_with_the_failure():
         "output_tail": "NameError: x",
     }
     text = render_messages(template_set("compact"), _context(parent=parent))[1]["content"]
-    assert "exit code 1" in text and "NameError: x" in text and "fixed" in text
+    assert "exit code 1" in text and "NameError: x" in text and "Fix the failure" in text
 
 
 def test_task_folder_template_set(tmp_path):
@@ -120,6 +124,10 @@ def test_template_set_missing_files_is_a_config_error(tmp_path):
         "parent",
         "inspirations",
         "rejections",
+        "operator",
+        "idea",
+        "second",
+        "recommendations",
     ],
 )
 def test_missing_variable_raises(template, missing):
@@ -132,6 +140,9 @@ def test_missing_variable_raises(template, missing):
         "parent",
         "inspirations",
         "rejections",
+        "idea",
+        "second",
+        "recommendations",
     }:
         render(template, **ctx)  # the system prompt does not need these
         return
@@ -218,7 +229,7 @@ def test_empty_description_and_no_extras_render_compactly():
 
 
 def test_system_prompt_explains_format():
-    text = render("system.j2", **_context())
+    text = render("system.j2", **_context(operator="diff"))
     assert "<<<<<<< SEARCH" in text and "=======" in text and ">>>>>>> REPLACE" in text
     assert "solve.py\n<<<<<<< SEARCH" in text  # the path line comes first
     assert "exactly" in text
@@ -230,7 +241,7 @@ def test_system_prompt_explains_format():
 def test_system_prompt_single_file_and_evolve_blocks():
     ctx = _context(single_file=True, evolve_blocks=True)
     text = render("system.j2", **ctx)
-    assert "whole new file in one fenced code block" in text
+    assert "the complete new code between the EVOLVE-BLOCK markers" in text
     assert "EVOLVE-BLOCK-START and EVOLVE-BLOCK-END" in text
     assert "EVOLVE-BLOCK-START" in render("user.j2", **ctx)
 
@@ -240,3 +251,38 @@ def test_prompts_are_compact():
     ctx = _context(files=[], inspirations=[], rejections=[], description="")
     assert len(render("system.j2", **ctx)) < 1500
     assert len(render("user.j2", **ctx)) < 800
+
+
+@pytest.mark.parametrize("name", BUILTIN_SETS)
+def test_each_operator_asks_for_its_own_format(name):
+    folder = TEMPLATE_DIR / name
+    one = [
+        {
+            "path": "solve.py",
+            "content": "# EVOLVE-BLOCK-START\nX = 1\n# EVOLVE-BLOCK-END\n",
+            "lang": "python",
+        }
+    ]
+    base = _context(files=one, single_file=True, evolve_blocks=True, rejections=[])
+    diff = "\n".join(m["content"] for m in render_messages(folder, {**base, "operator": "diff"}))
+    region = "\n".join(m["content"] for m in render_messages(folder, base))
+    rewrite = "\n".join(
+        m["content"] for m in render_messages(folder, {**base, "operator": "rewrite"})
+    )
+    assert "SEARCH" in diff and "SEARCH" not in region and "SEARCH" not in rewrite
+    assert "between" in region and "EVOLVE-BLOCK" in region
+    assert "Cache the partial sums." in region  # the sampled idea
+
+
+@pytest.mark.parametrize("name", BUILTIN_SETS)
+def test_crossover_shows_the_second_program_and_notes_show_up(name):
+    second = {
+        "id": "s9",
+        "score": 0.5,
+        "metrics": {},
+        "files": [{"path": "solve.py", "content": "SECOND = 2\n", "lang": "python"}],
+    }
+    ctx = _context(operator="crossover", second=second, recommendations="- Try a heap.")
+    text = "\n".join(m["content"] for m in render_messages(TEMPLATE_DIR / name, ctx))
+    assert "SECOND = 2" in text and "Try a heap." in text
+    assert "INSPIRED = 1" not in text  # the partner replaces the inspirations

@@ -102,3 +102,51 @@ class UiServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+
+
+HOSTILE_REPLY = 'I will not edit. <img src=x onerror="window.__pwned=1"> done'
+
+
+def ledger_archive(db: Path) -> tuple[str, dict[str, str]]:
+    """An archive with a root, an accepted and a rejected child, replies and meta notes.
+
+    Returns:
+        The SQLAlchemy URL and the program ids by role (root, child, rejected).
+    """
+    from dataclasses import replace
+
+    from cambrian.archive import SqlArchive
+    from cambrian.config import ArchiveConfig
+    from cambrian.types import EvalStatus, Evaluation, Program, ProgramStatus
+
+    url = f"sqlite:///{db}"
+    archive = SqlArchive(ArchiveConfig(), url=url, run_id="r1")
+    archive.ensure_run({})
+    root = Program(id="a" * 12, parent_id=None, island=0, generation=0, commit="c", tree="t")
+    archive.new_program(root)
+    archive.add(root, Evaluation(status=EvalStatus.OK, score=1.0))
+    child = replace(
+        root, id="b" * 12, parent_id=root.id, generation=1, tree="t2", operator="region"
+    )
+    child = replace(child, edit_kind="functions", templates="compact")
+    archive.new_program(child)
+    archive.keep_reply(child.id, "x" * 25_000)  # longer than the view sends
+    archive.add(child, Evaluation(status=EvalStatus.OK, score=2.0, stage=2))
+    rejected = replace(
+        root,
+        id="c" * 12,
+        parent_id=root.id,
+        generation=1,
+        tree="t3",
+        operator="diff",
+        status=ProgramStatus.REJECTED,
+        reason="no edit found",
+    )
+    archive.new_program(rejected)
+    archive.keep_reply(rejected.id, HOSTILE_REPLY)
+    for pid in (child.id, rejected.id):
+        archive.record_llm_call(pid, "m", prompt_tokens=10, completion_tokens=5)
+    archive.add_meta_note(1, "m", "try <b>larger</b> widths")
+    archive.add_meta_note(2, "m", "newest advice")
+    archive.close()
+    return url, {"root": root.id, "child": child.id, "rejected": rejected.id}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, cambrian_cmd, need_engine, scrubbed_env
-from fixtures_ui import UiServer, grid_task, slow
+from fixtures_ui import HOSTILE_REPLY, UiServer, grid_task, ledger_archive, slow
 
 from cambrian._cli_ui import run_source
 from cambrian.archive import ArchiveViews
@@ -61,6 +61,15 @@ def _count(driver) -> int:
 def _text(driver, element_id: str) -> str:
     found = driver.find_elements("id", element_id)
     return found[0].text if found else ""
+
+
+def _rows(driver) -> dict[str, str]:
+    """The program panel's table as {label: value}."""
+    cells = [
+        [td.text for td in tr.find_elements("css selector", "td")]
+        for tr in driver.find_elements("css selector", "#detail tr")
+    ]
+    return {row[0]: row[1] for row in cells if len(row) == 2}
 
 
 def _shot(driver, folder: Path, name: str) -> None:
@@ -145,3 +154,42 @@ def test_live_tree_grows_node_opens_grid_shows(tmp_path: Path) -> None:
             driver.quit()
             run.terminate()
             run.wait(30)
+
+
+@pytest.mark.slow
+def test_program_panel_shows_operator_and_reply_as_text(tmp_path: Path) -> None:
+    from cambrian.ui import create_app
+
+    url, ids = ledger_archive(tmp_path / "a.db")
+    driver = _chrome()
+    try:
+        with UiServer(create_app(ArchiveViews(url), {})) as ui:
+            driver.get(ui.url + "/")
+            _wait(lambda: _count(driver) == 3, 20, "3 nodes")
+            _wait(lambda: "2 replies" in _text(driver, "acceptance"), 10, "the acceptance")
+            assert _text(driver, "acceptance") == "acceptance 50% (1 of 2 replies)"
+            driver.execute_script("cambrian.openProgram(arguments[0])", ids["rejected"])
+            _wait(lambda: _text(driver, "detail-id") == ids["rejected"], 10, "the program panel")
+            detail = driver.find_element("id", "detail")
+            assert _rows(driver)["operator"] == "diff"
+            reply = driver.find_element("id", "detail-reply")
+            assert reply.text == HOSTILE_REPLY  # the markup is shown as text
+            assert not detail.find_elements("css selector", "img")
+            assert driver.execute_script("return window.__pwned") is None
+            driver.execute_script("cambrian.openProgram(arguments[0])", ids["child"])
+            _wait(lambda: _text(driver, "detail-id") == ids["child"], 10, "the child's panel")
+            rows = _rows(driver)
+            assert (rows["operator"], rows["edit kind"], rows["templates"]) == (
+                "region",
+                "functions",
+                "compact",
+            )
+            assert rows["stage reached"] == "2"
+            driver.find_element("id", "tab-recs").click()
+            notes = _wait(
+                lambda: driver.find_elements("css selector", "#recs .note pre"), 10, "the notes"
+            )
+            assert [n.text for n in notes] == ["newest advice", "try <b>larger</b> widths"]
+            assert not driver.find_elements("css selector", "#recs b")
+    finally:
+        driver.quit()

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from fixtures_ui import UiServer, finished_run, grid_task
+from fixtures_ui import HOSTILE_REPLY, UiServer, finished_run, grid_task, ledger_archive
 
 from cambrian._cli_ui import run_source
 from cambrian.archive import ArchiveViews, SqlArchive
+from cambrian.archive._views import REPLY_CHARS
 from cambrian.config import ArchiveConfig
 from cambrian.types import EvalStatus, Evaluation, Program, ProgramStatus
 from cambrian.ui import create_app, resolve_token
@@ -110,6 +111,8 @@ def test_api_program_detail_has_diff_and_files(run) -> None:
         assert "evaluate.py" not in detail["files"]  # only the editable files
         assert detail["evaluation"]["status"] == "ok"
         assert detail["model"] == "openai/scripted" and detail["prompt_tokens"] > 0
+        assert detail["operator"] in ("diff", "region", "rewrite", "crossover")
+        assert "SEARCH" in detail["reply"] and detail["templates"] == "default"
         runs = json.loads(_get(f"{ui.url}/api/runs")[2])
         assert runs[0]["lineage"] is True and runs[0]["axes"]["width"]["bins"] == 5
         page = _get(ui.url + "/")[2].decode()
@@ -142,3 +145,35 @@ def test_resolve_token() -> None:
     assert resolve_token("0.0.0.0", "given") == "given"
     generated = resolve_token("0.0.0.0", None)
     assert generated and len(generated) >= 16 and generated != resolve_token("0.0.0.0", None)
+
+
+def test_api_program_reply_operator_and_meta_notes(tmp_path: Path) -> None:
+    url, ids = ledger_archive(tmp_path / "a.db")
+    views = ArchiveViews(url)
+    with UiServer(create_app(views, {})) as ui:
+        api = f"{ui.url}/api/runs/r1"
+        child = json.loads(_get(f"{api}/programs/{ids['child']}")[2])
+        assert (child["operator"], child["edit_kind"], child["templates"]) == (
+            "region",
+            "functions",
+            "compact",
+        )
+        assert child["evaluation"]["stage"] == 2
+        assert child["reply"] == "x" * REPLY_CHARS and child["reply_truncated"] is True
+        rejected = json.loads(_get(f"{api}/programs/{ids['rejected']}")[2])
+        assert rejected["reply"] == HOSTILE_REPLY and rejected["reply_truncated"] is False
+        assert rejected["operator"] == "diff" and rejected["evaluation"] is None
+        notes = json.loads(_get(f"{api}/meta-notes")[2])
+        assert [n["text"] for n in notes] == ["newest advice", "try <b>larger</b> widths"]
+        assert [n["at_evaluated"] for n in notes] == [2, 1] and notes[0]["model"] == "m"
+        assert len(json.loads(_get(f"{api}/meta-notes?limit=1")[2])) == 1
+        summary = json.loads(_get(f"{api}/summary")[2])
+        assert summary == {
+            "programs": 3,
+            "evaluated": 1,
+            "replies": 2,
+            "accepted": 1,
+            "acceptance": 0.5,
+            "duplicates": 0,
+        }
+        assert json.loads(_get(f"{ui.url}/api/runs/none/meta-notes")[2]) == []

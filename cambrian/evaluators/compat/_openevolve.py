@@ -1,7 +1,12 @@
 """OpenEvolve task folders: ``initial_program.*``, ``evaluator.py``, optional ``config.yaml``.
 
 The config is mapped key by key onto cambrian's; keys with no counterpart are listed
-so the user is told, once and by name, what is ignored.
+so the user is told, once and by name, what is ignored. OpenEvolve's cascade
+(``evaluate_stage1/2/3`` with ``evaluator.cascade_thresholds``) becomes
+``[[evaluator.stages]]``, one runner call per stage. Two differences remain: a
+candidate stopped by a threshold takes no MAP-Elites cell (OpenEvolve keeps it with
+its early metrics), and stage 2's threshold is checked on stage 2's metrics alone
+(OpenEvolve merges stage 1's in first).
 """
 
 from __future__ import annotations
@@ -153,16 +158,42 @@ def _features(
     return axes, [n for n in dims if n in axes]
 
 
-def _command(flat: dict[str, Any], task_dir: Path, program: str, features: list[str]) -> str:
-    """The runner call, with the cascade thresholds and feature names it needs."""
-    args = ["--evaluator", EVALUATOR, "--program", program]
-    staged = re.search(r"^def evaluate_stage1\(", (task_dir / EVALUATOR).read_text(), re.M)
-    if staged and flat.get("evaluator.cascade_evaluation", True):
-        thresholds = flat.get("evaluator.cascade_thresholds") or _CASCADE_THRESHOLDS
-        args += ["--cascade", ",".join(f"{float(t):g}" for t in thresholds)]
-    if features:
-        args += ["--features", ",".join(features)]
-    return runner_command(*args)
+def _stage_count(task_dir: Path) -> int:
+    """How many of ``evaluate_stage1``, ``evaluate_stage2``, ``evaluate_stage3`` follow in turn."""
+    text = (task_dir / EVALUATOR).read_text(errors="replace")
+    count = 0
+    while count < 3 and re.search(rf"^def evaluate_stage{count + 1}\(", text, re.M):
+        count += 1
+    return count
+
+
+def _evaluator(
+    flat: dict[str, Any], task_dir: Path, program: str, features: list[str]
+) -> dict[str, Any]:
+    """``evaluator.command``, or one stage per ``evaluate_stageN`` of OpenEvolve's cascade.
+
+    OpenEvolve runs stage k + 1 only when stage k's score reaches threshold k, and stops
+    after stage 2 when only one threshold is given; each threshold becomes its stage's
+    ``min_score``, compared as OpenEvolve does (``--gate``).
+    """
+    base = ["--evaluator", EVALUATOR, "--program", program]
+    tail = ["--features", ",".join(features)] if features else []
+    count = _stage_count(task_dir)
+    if not count or not flat.get("evaluator.cascade_evaluation", True):
+        return {"command": runner_command(*base, *tail)}
+    thresholds = [float(t) for t in flat.get("evaluator.cascade_thresholds") or ()]
+    thresholds = thresholds or list(_CASCADE_THRESHOLDS)
+    count = min(count, len(thresholds) + 1)
+    if count == 1:
+        return {"command": runner_command(*base, "--stage", "1", *tail)}
+    stages: list[dict[str, Any]] = []
+    for number in range(1, count + 1):
+        if number == count:  # the last stage scores as the evolution does
+            stages.append({"command": runner_command(*base, "--stage", str(number), *tail)})
+            continue
+        command = runner_command(*base, "--stage", str(number), "--gate", *tail)
+        stages.append({"command": command, "min_score": thresholds[number - 1]})
+    return {"stages": stages}
 
 
 def _sections(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -209,6 +240,6 @@ def detect(task_dir: Path) -> ForeignTask | None:
     evaluator_cfg = config.setdefault("evaluator", {})
     evaluator_cfg.setdefault("timeout_s", _TIMEOUT_S)
     evaluator_cfg["adapter"] = "openevolve"
-    evaluator_cfg["command"] = _command(flat, task_dir, program, features)
+    evaluator_cfg.update(_evaluator(flat, task_dir, program, features))
     notes.extend(requirements_note(task_dir))
     return ForeignTask("openevolve", config, _ignored(flat), tuple(notes))

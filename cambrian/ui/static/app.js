@@ -13,6 +13,7 @@ async function loadRuns() {
 function resetRun(id) {
   Object.assign(S, { run: id, nodes: new Map(), maxUpdated: 0, version: -1, cells: [], best: null, selected: null });
   S.ancestry = new Set(); S.elites = new Set(); Tree.fitted = false;
+  document.getElementById("acceptance").textContent = "acceptance –";
   document.getElementById("detail").innerHTML = '<p class="hint">Click a node of the tree (or a grid cell) to open its program.</p>';
 }
 
@@ -46,6 +47,14 @@ function refreshDerived() {
   }
 }
 
+function showAcceptance(sum) {
+  const el = document.getElementById("acceptance");
+  el.textContent = sum.replies
+    ? `acceptance ${Math.round(100 * sum.acceptance)}% (${sum.accepted} of ${sum.replies} replies)`
+    : "acceptance –";
+  el.dataset.acceptance = sum.acceptance ?? "";
+}
+
 async function poll() {
   if (!S.run) { await loadRuns(); if (!S.run) return; resetRun(S.run); }
   const { version } = await getJSON(`/api/runs/${S.run}/version`);
@@ -58,6 +67,7 @@ async function poll() {
   S.cells = cells;
   Tree.relayout();
   refreshDerived();
+  showAcceptance(await getJSON(`/api/runs/${S.run}/summary`));
   await redraw();
   if (!window.__painted && S.nodes.size) window.__painted = performance.now();  // first paint, for benchmarks
 }
@@ -66,6 +76,7 @@ async function redraw() {
   if (S.tab === "tree") Tree.draw();
   if (S.tab === "grid") Grid.draw();
   if (S.tab === "charts" && S.run) Charts.draw(await getJSON(`/api/runs/${S.run}/series`));
+  if (S.tab === "recs" && S.run) Recs.draw(await getJSON(`/api/runs/${S.run}/meta-notes`));
 }
 
 function showTab(name) {

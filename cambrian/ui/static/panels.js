@@ -14,6 +14,8 @@ async function openProgram(id) {
     ["status", p.status + (p.reason ? ` — ${p.reason}` : "")], ["score", fmt(e.score)],
     ["island / generation", `${p.island} / ${p.generation}`], ["parent", p.parent_id || "–"],
     ["elite of cell", p.elite_cell ?? "–"], ["model", p.model || "–"],
+    ["operator", p.operator || "–"], ["edit kind", p.edit_kind || "–"], ["templates", p.templates || "–"],
+    ["stage reached", e.stage ?? "–"],
     ["tokens", `${p.prompt_tokens} in / ${p.completion_tokens} out`], ["cost", `$${p.cost_usd.toFixed(4)}`],
     ["evaluation", e.status ? `${e.status} in ${fmt(e.duration_s)} s${e.reason ? " — " + e.reason : ""}` : "–"],
     ["files changed", (p.files_changed || []).join(", ") || "–"], ["commit", p.commit || "–"],
@@ -31,6 +33,16 @@ async function openProgram(id) {
     html += `<h3>${esc(path)}</h3><pre class="file">${esc(text)}</pre>`;
   }
   box.innerHTML = html;
+  box.append(...replyNodes(p));
+}
+
+function replyNodes(p) {  // the kept LLM reply, as text nodes only: it is model output
+  const head = document.createElement("h3"), pre = document.createElement("pre");
+  head.textContent = "reply" + (p.reply_truncated ? " (cut at 20,000 characters)" : "");
+  pre.id = "detail-reply";
+  pre.className = "reply";
+  pre.textContent = p.reply || "(no reply kept)";
+  return [head, pre];
 }
 
 function diffHtml(diff, p) {
@@ -124,5 +136,26 @@ const Charts = {
       `<div class="bar"><span title="${esc(k)}">${esc(k)}</span><b style="width:${(n / fmax * 200).toFixed(0)}px"></b>${n}</div>`).join("") : '<p class="hint">none yet</p>';
     document.getElementById("c-cost").innerHTML = '<table class="cost"><tr><th>model</th><th>calls</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>' +
       series.models.map(m => `<tr><td>${esc(m.model)}</td><td>${m.calls}</td><td>${m.prompt_tokens}</td><td>${m.completion_tokens}</td><td>$${(+m.cost_usd).toFixed(4)}</td></tr>`).join("") + "</table>";
+  },
+};
+
+const Recs = {
+  draw(notes) {  // built from text nodes: a note is model output
+    const box = document.getElementById("recs");
+    box.replaceChildren();
+    if (!notes.length) {
+      const hint = document.createElement("p");
+      hint.className = "hint";
+      hint.textContent = "none yet (meta-recommendations are written as the run goes)";
+      box.append(hint);
+    }
+    for (const note of notes) {
+      const item = document.createElement("div"), head = document.createElement("h3"), body = document.createElement("pre");
+      item.className = "note";
+      head.textContent = `after ${note.at_evaluated} evaluated · ${note.model} · ${new Date(note.created_at * 1000).toLocaleString()}`;
+      body.textContent = note.text;
+      item.append(head, body);
+      box.append(item);
+    }
   },
 };

@@ -5,7 +5,9 @@ is imported here, in the sandboxed process, never in cambrian's own. Standard li
 only: it runs under whatever Python the sandbox has.
 
 Usage: ``python .cambrian_runner.py --evaluator evaluator.py --program initial_program.py
-[--cascade 0.5,0.75,0.9] [--features complexity,score]``
+[--stage N [--gate]] [--features complexity,score]``. ``--stage N`` calls
+``evaluate_stageN`` alone: cambrian runs OpenEvolve's cascade as its own stages.
+``--cascade 0.5,0.75,0.9`` (configs written before stages) runs the whole cascade here.
 """
 
 from __future__ import annotations
@@ -96,12 +98,31 @@ def fitness(metrics: dict[str, Any], features: list[str]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def gate_score(metrics: dict[str, Any]) -> float:
+    """OpenEvolve's threshold check: ``combined_score``, else the mean of numeric metrics.
+
+    Unlike ``fitness``, feature dimensions count and ``error`` does not.
+    """
+    if _numeric(metrics.get("combined_score")):
+        return float(metrics["combined_score"])
+    values = [float(v) for k, v in metrics.items() if k != "error" and _numeric(v)]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _stage(module: Any, program: str, stage: int) -> Any:
+    """The result of ``evaluate_stage<stage>`` alone."""
+    step = getattr(module, f"evaluate_stage{stage}", None)
+    if step is None:
+        raise SystemExit(f"the evaluator has no evaluate_stage{stage}(program_path)")
+    return step(program)
+
+
 def _cascade(module: Any, program: str, thresholds: list[float]) -> tuple[Any, str]:
     """Run evaluate_stage1/2/3 as OpenEvolve does; the merged result and a note."""
     metrics, artifacts = _split(module.evaluate_stage1(program))
     for stage in (2, 3):
         threshold = thresholds[stage - 2] if len(thresholds) > stage - 2 else None
-        score = fitness(metrics, [])
+        score = gate_score(metrics)
         if threshold is not None and score < threshold:
             note = f"cascade stopped after stage {stage - 1}: {score:.6g} < {threshold:g}"
             return EvaluationResult(metrics, artifacts), note
@@ -134,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluator", default="evaluator.py")
     parser.add_argument("--program", required=True)
+    parser.add_argument("--stage", type=int, default=0, help="run evaluate_stageN alone")
+    parser.add_argument("--gate", action="store_true", help="score as the threshold check")
     parser.add_argument("--cascade", default="", help="comma-separated stage thresholds")
     parser.add_argument("--features", default="", help="comma-separated feature dimensions")
     args = parser.parse_args(argv)
@@ -141,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     program = Path(args.program).resolve()
     module = _load(Path(args.evaluator).resolve())
     note = ""
-    if args.cascade and hasattr(module, "evaluate_stage1"):
+    if args.stage:
+        result = _stage(module, str(program), args.stage)
+    elif args.cascade and hasattr(module, "evaluate_stage1"):
         thresholds = [float(t) for t in args.cascade.split(",") if t.strip()]
         result, note = _cascade(module, str(program), thresholds)
     else:
@@ -152,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         feedback["cascade"] = note
     out = {
-        "score": fitness(metrics, names),
+        "score": gate_score(metrics) if args.gate else fitness(metrics, names),
         "metrics": _plain(metrics),
         "features": _features(metrics, names, program),
         "artifacts": feedback,

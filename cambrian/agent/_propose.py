@@ -1,0 +1,160 @@
+"""One proposal: operator and idea, prompt, LLM reply, edit, and repair turns.
+
+A reply that gives no usable edit (a format error, unchanged code, a duplicate, a
+near-duplicate) gets up to ``prompt.repair_turns`` follow-up turns in the same
+conversation, each showing why the last answer was refused. Every call is returned, so
+the loop records each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cambrian.agent._edits import EditResult, apply_reply
+from cambrian.agent._files import FileRules
+from cambrian.agent._operators import OperatorPolicy, read_ideas, recommendation_lines
+from cambrian.config import PromptConfig
+from cambrian.prompts import render_messages, render_repair
+from cambrian.types import LLM, Completion, Program, ProgramStatus
+
+#: Refusals a repair turn does not handle: a near-duplicate is asked again from scratch
+#: (``novelty.max_attempts``), and an oversized reply is not worth answering.
+_FINAL = ("reply too long", "near-duplicate")
+Check = Callable[[EditResult], Awaitable[EditResult]]
+
+
+@dataclass
+class Proposal:
+    """What one proposal produced.
+
+    Attributes:
+        edit: The edit of the last reply (its ``error`` set when it was refused).
+        calls: Every completion, the first proposal call then the repair turns.
+        operator: The variation operator used.
+        idea: The idea put into the prompt ("" when none).
+        templates: Name of the template set used.
+    """
+
+    edit: EditResult
+    calls: list[Completion] = field(default_factory=list)
+    operator: str = ""
+    idea: str = ""
+    templates: str = ""
+
+    def child(
+        self, program_id: str, parent: Program, island: int, staged: tuple[str, str] | None
+    ) -> Program:
+        """The child program: proposed with its staged ``(commit, tree)``, or rejected."""
+        edit = self.edit
+        child = Program(
+            id=program_id,
+            parent_id=parent.id,
+            island=island,
+            generation=parent.generation + 1,
+            commit="",
+            files_changed=tuple(sorted(edit.changes)),
+            model=self.calls[-1].model,
+            operator=self.operator,
+            edit_kind=edit.kind,
+            templates=self.templates,
+        )
+        if edit.ok and staged is not None:
+            return replace(child, commit=staged[0], tree=staged[1])
+        return replace(child, status=ProgramStatus.REJECTED, reason=edit.error)
+
+    @property
+    def replies(self) -> str:
+        """The replies, joined, with a separator line before each repair turn's answer."""
+        return "\n\n--- repair turn ---\n\n".join(call.text for call in self.calls)
+
+
+class Proposer:
+    """Asks the LLM for one change to a parent and turns the reply into an edit.
+
+    Args:
+        llm: The model (or ensemble).
+        config: The ``[prompt]`` section.
+        operators: The operator policy (shared by the run, credited by the loop).
+        rules: Which files are editable.
+        templates: The template set folders to vary between.
+        rng_choice: Picks one element of a sequence (the loop's seeded RNG).
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        config: PromptConfig,
+        operators: OperatorPolicy,
+        rules: FileRules,
+        templates: tuple[Path, ...],
+        rng_choice: Callable[[Any], Any],
+    ) -> None:
+        self._llm = llm
+        self._config = config
+        self.operators = operators
+        self._rules = rules
+        self._templates = templates
+        self._choice = rng_choice
+        self._ideas = {folder: read_ideas(folder) for folder in templates}
+
+    async def propose(
+        self, variables: dict[str, Any], files: dict[str, str], check: Check
+    ) -> Proposal:
+        """Run one proposal (with its repair turns) from the parent in ``variables``.
+
+        Args:
+            variables: The prompt context of the parent (``prompt_context``).
+            files: The parent's editable files.
+            check: Further checks of a parsed edit (novelty, duplicates); returns the edit,
+                with ``error`` set when it is refused.
+        """
+        templates = self._choice(self._templates)
+        operator = self._operator(variables)
+        pool = self._idea_pool(templates, variables.get("recommendations", ""))
+        idea = self.operators.idea(pool) if variables["parent"]["ok"] else ""
+        view = {**variables, "operator": operator, "idea": idea}
+        if operator != "crossover":
+            view["second"] = None
+        messages = render_messages(templates, view)
+        proposal = Proposal(EditResult(), operator=operator, idea=idea, templates=templates.name)
+        for turn in range(self._config.repair_turns + 1):
+            follow_up = proposal.calls[-1].model if proposal.calls else None
+            completion = await self._llm.complete(messages, model=follow_up)
+            proposal.calls.append(completion)
+            edit = await asyncio.to_thread(apply_reply, completion.text, files, self._is_editable)
+            proposal.edit = await check(edit) if edit.ok else edit
+            if proposal.edit.ok or turn == self._config.repair_turns or _final(proposal.edit):
+                break
+            retry = {**view, "error": proposal.edit.error, "idea": self.operators.idea(pool)}
+            retry["unchanged"] = proposal.edit.error.startswith(("edit changes nothing", "dup"))
+            messages = [
+                *messages,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": render_repair(templates, retry)},
+            ]
+        return proposal
+
+    def _operator(self, variables: dict[str, Any]) -> str:
+        """The operator for this proposal: crossover only when a second program exists."""
+        available = ["diff", "region", "rewrite"]
+        if variables.get("second") and variables["parent"]["ok"]:
+            available.append("crossover")
+        return self.operators.choose(available)
+
+    def _idea_pool(self, templates: Path, recommendations: str) -> list[str]:
+        """Ideas to sample from: the task's, the template set's and the meta review's."""
+        own = list(self._config.ideas) + recommendation_lines(recommendations)
+        return own * 2 + self._ideas[templates] if own else self._ideas[templates]
+
+    def _is_editable(self, path: str) -> bool:
+        """Whether the reply may create ``path``."""
+        return self._rules.is_editable(path)
+
+
+def _final(edit: EditResult) -> bool:
+    """Whether a refusal is one a repair turn cannot change."""
+    return edit.error.startswith(_FINAL)

@@ -1,0 +1,153 @@
+"""EVOLVE-BLOCK regions and top-level definitions, for replies that give part of a file.
+
+Small models rarely copy a whole file faithfully: they answer with the block's new code
+only, or with the one function they changed. These pure functions put such an answer
+back where it belongs: a region is spliced between its markers, and definitions replace
+the same-named ones (new names are added, untouched ones kept).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from cambrian.agent._edit_parts import END, START
+
+_NAMED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def block_span(text: str) -> tuple[int, int] | None:
+    """Line indexes ``(first, end)`` of the content of a file's only EVOLVE-BLOCK.
+
+    The content is ``lines[first:end]``, between the marker lines. None when the file
+    has no block, several, or markers out of order.
+    """
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if START in line]
+    ends = [i for i, line in enumerate(lines) if END in line]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        return None
+    return starts[0] + 1, ends[0]
+
+
+def region_text(text: str) -> str:
+    """The content of the file's only EVOLVE-BLOCK ("" when it has none)."""
+    span = block_span(text)
+    if span is None:
+        return ""
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[span[0] : span[1]])
+
+
+def inner_code(reply_code: str) -> str:
+    """A reply's code without what lies outside its own markers, if it repeats them."""
+    span = block_span(reply_code)
+    if span is None:
+        lines = [line for line in reply_code.splitlines(keepends=True) if START not in line]
+        return "".join(line for line in lines if END not in line)
+    return region_text(reply_code)
+
+
+def splice(text: str, region: str) -> str:
+    """``text`` with its only EVOLVE-BLOCK's content replaced by ``region``."""
+    span = block_span(text)
+    if span is None:
+        raise ValueError("text must have exactly one EVOLVE-BLOCK-START/END pair")
+    lines = text.splitlines(keepends=True)
+    body = region if not region or region.endswith("\n") else region + "\n"
+    return "".join(lines[: span[0]]) + body + "".join(lines[span[1] :])
+
+
+def syntax_error(code: str) -> str:
+    """A one-line description of the first syntax error in ``code`` ("" when it parses)."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:  # null bytes
+        return str(exc)
+    return ""
+
+
+def defined_names(code: str) -> set[str] | None:
+    """Top-level functions, classes and assigned names of ``code`` (None: no parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    return {name for node in tree.body for name in _names(node)}
+
+
+def merge_definitions(old: str, new: str) -> str | None:
+    """``old`` with the top-level definitions of ``new`` in place of their namesakes.
+
+    Functions, classes and assignments of ``new`` replace the same-named ones of
+    ``old``; new names are added after ``old``'s last definition, new imports at the
+    top. Other statements of ``new`` (calls, ``if __name__`` blocks) are dropped.
+
+    Returns:
+        The merged code, or None when either text does not parse as Python or ``new``
+        defines nothing.
+    """
+    try:
+        old_tree, new_tree = ast.parse(old), ast.parse(new)
+    except (SyntaxError, ValueError):
+        return None
+    new_lines = new.splitlines(keepends=True)
+    pieces = [(node, _segment(new_lines, node)) for node in new_tree.body if _names(node)]
+    if not pieces:
+        return None
+    by_name = {name: node for node in old_tree.body for name in _names(node)}
+    added, imports, replaced = [], [], {}
+    for node, text in pieces:
+        target = next((by_name[n] for n in _names(node) if n in by_name), None)
+        if target is not None:
+            replaced[id(target)] = text
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            imports.append(text)
+        else:
+            added.append(text)
+    return "".join(imports) + _rebuild(old, old_tree, replaced, added)
+
+
+def _rebuild(old: str, tree: ast.Module, replaced: dict[int, str], added: list[str]) -> str:
+    """``old`` with replaced statements swapped in and ``added`` after the last one."""
+    lines = old.splitlines(keepends=True)
+    out: list[str] = []
+    pos = 0
+    for index, node in enumerate(tree.body):
+        start, end = _start(node), node.end_lineno or 0
+        if id(node) in replaced:
+            out += [*lines[pos:start], replaced[id(node)]]
+            pos = end
+        if index == len(tree.body) - 1:
+            out += [*lines[pos:end]] if pos < end else []
+            pos = max(pos, end)
+            out += ["\n\n" + text for text in added]
+    if not tree.body:
+        out += added
+    return "".join(out + lines[pos:])
+
+
+def _names(node: ast.stmt) -> tuple[str, ...]:
+    """The names a top-level statement defines (imports keyed by their source)."""
+    if isinstance(node, _NAMED):
+        return (node.name,)
+    if isinstance(node, ast.Assign):
+        return tuple(t.id for t in node.targets if isinstance(t, ast.Name))
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return (node.target.id,)
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return ("import " + ast.unparse(node),)
+    return ()
+
+
+def _start(node: ast.stmt) -> int:
+    """Index of the first line of ``node``, decorators included."""
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)]) - 1
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """The source lines of ``node``, ending with a newline."""
+    text = "".join(lines[_start(node) : node.end_lineno])
+    return text if text.endswith("\n") else text + "\n"

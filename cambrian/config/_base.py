@@ -1,0 +1,11 @@
+"""The base of every config section: frozen, and unknown keys are errors."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A frozen config section that forbids unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)

@@ -1,0 +1,156 @@
+"""Proposals in real runs: repair turns, kept replies, operators, crossover, duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from pathlib import Path
+
+from cambrian.agent import Evolution, open_run
+from cambrian.llm import ScriptedLLMServer
+
+
+def _run(task: Path, run_dir: Path, url: str, *overrides: str) -> tuple[str, dict]:
+    ctx = open_run(
+        task,
+        run_dir,
+        extra={"llm": {"model": "openai/scripted", "api_base": url}},
+        overrides=['sandbox.backend="process"', *overrides],
+    )
+    try:
+        reason = asyncio.run(Evolution(ctx).run())
+        return reason, ctx.archive.stats()
+    finally:
+        ctx.close()
+
+
+def _rows(run_dir: Path, query: str) -> list[tuple]:
+    return sqlite3.connect(run_dir / "archive.db").execute(query).fetchall()
+
+
+def _width(messages: list[dict]) -> float:
+    return float(re.search(r"WIDTH = ([0-9.]+)", messages[1]["content"]).group(1))
+
+
+def test_a_repair_turn_shows_the_error_and_its_fix_is_accepted(
+    scaffold_task: Path, tmp_path: Path
+) -> None:
+    conversations: list[list[dict]] = []
+
+    def responder(messages: list[dict]) -> str:
+        conversations.append(messages)
+        if len(messages) == 2:
+            return "I would make the rectangle wider."  # no code: a format failure
+        return f"```python\nWIDTH = {_width(messages) + 0.25}\n```"  # the EVOLVE-BLOCK's code
+
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(responder) as server:
+        reason, stats = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=1",
+            "run.proposal_concurrency=1",
+            "operators.diff=0",
+            "operators.rewrite=0",
+            "operators.crossover=0",
+        )
+    assert reason == "iterations" and stats["best_score"] == 0.375
+    repair = conversations[1]
+    assert [m["role"] for m in repair] == ["system", "user", "assistant", "user"]
+    assert repair[2]["content"] == "I would make the rectangle wider."
+    assert "could not be used: no edit found" in repair[3]["content"]
+    assert "EVOLVE-BLOCK" in repair[3]["content"]
+    calls = _rows(run_dir, "select purpose from llm_calls order by id")
+    assert calls == [("propose",), ("repair",)]
+    assert stats["replies"] == 2 and stats["accepted"] == 1 and stats["acceptance"] == 0.5
+    program, operator, kind, templates = _rows(
+        run_dir,
+        "select id, operator, edit_kind, templates from programs where parent_id is not null",
+    )[0]
+    assert (operator, kind, templates) == ("region", "functions", "default")
+    (reply,) = _rows(run_dir, f"select text from replies where program_id = '{program}'")[0]
+    assert reply.startswith("I would make the rectangle wider.")
+    assert "--- repair turn ---" in reply and "WIDTH = 0.75" in reply
+
+
+def test_an_unchanged_echo_is_asked_for_a_real_change(scaffold_task: Path, tmp_path: Path) -> None:
+    repairs: list[str] = []
+
+    def responder(messages: list[dict]) -> str:
+        if len(messages) > 2:
+            repairs.append(messages[-1]["content"])
+        return f"```python\nWIDTH = {_width(messages)}\nHEIGHT = 0.5\n```"  # the same code
+
+    with ScriptedLLMServer(responder) as server:
+        reason, stats = _run(
+            scaffold_task,
+            tmp_path / "run",
+            server.url,
+            "run.iterations=1",
+            "run.max_proposals=2",
+            "run.proposal_concurrency=1",
+            "operators.diff=0",
+            "operators.rewrite=0",
+            "operators.crossover=0",
+            'prompt.ideas=["Use the whole square."]',
+        )
+    assert reason == "max_proposals" and stats["evaluated"] == 0
+    assert len(repairs) == 2
+    assert all("edit changes nothing" in text and "Make a real change" in text for text in repairs)
+    assert any("Use the whole square." in text for text in repairs)
+    assert stats["acceptance"] == 0.0 and stats["replies"] == 4
+
+
+def test_crossover_shows_a_second_program(scaffold_task: Path, tmp_path: Path) -> None:
+    prompts: list[str] = []
+
+    def responder(messages: list[dict]) -> str:
+        prompts.append(messages[1]["content"])
+        old = re.search(r"WIDTH = [0-9.]+", messages[1]["content"]).group(0)
+        new = f"WIDTH = {_width(messages) + 0.05:.2f}"
+        return f"solve.py\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(responder) as server:
+        reason, _ = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=4",
+            "run.proposal_concurrency=1",
+            "run.eval_concurrency=1",
+            "operators.region=0",
+            "operators.rewrite=0",
+            "operators.crossover=100",
+        )
+    assert reason == "iterations"
+    assert any("## Second program" in text for text in prompts[1:])
+    operators = {op for (op,) in _rows(run_dir, "select operator from programs")}
+    assert "crossover" in operators
+
+
+def test_duplicates_are_counted_apart_and_do_not_end_the_run_early(
+    scaffold_task: Path, tmp_path: Path
+) -> None:
+    def responder(messages: list[dict]) -> str:  # deterministic: always the same child
+        return "solve.py\n<<<<<<< SEARCH\nWIDTH = 0.5\n=======\nWIDTH = 0.75\n>>>>>>> REPLACE\n"
+
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(responder) as server:
+        reason, stats = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=3",
+            "run.max_proposals=3",
+            "run.proposal_concurrency=1",
+            "prompt.repair_turns=0",
+        )
+    # one evaluated child; every later reply is a duplicate, counted apart, until the
+    # duplicates reach their own cap (as many as max_proposals)
+    assert reason == "max_proposals"
+    assert stats["evaluated"] == 1 and stats["duplicates"] == 3
+    rejected = _rows(run_dir, "select reason from programs where status = 'rejected'")
+    assert len(rejected) == 3 and all(r.startswith("duplicate:") for (r,) in rejected)
