@@ -21,6 +21,10 @@ START, END = "EVOLVE-BLOCK-START", "EVOLVE-BLOCK-END"
 
 NO_EDIT = "no edit found: answer with SEARCH/REPLACE blocks or one fenced code block"
 NO_CHANGE = "edit changes nothing: the new code is the same as the current program"
+NO_EFFECT = (
+    "edit changes nothing that runs: only comments, docstrings or new functions that "
+    "nothing calls differ from the current program"
+)
 
 Check = Callable[[str], bool]
 

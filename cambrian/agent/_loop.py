@@ -9,17 +9,17 @@ import shutil
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
-from cambrian.agent._context import editable_contents, prompt_context, with_builtin_features
-from cambrian.agent._edits import EditResult
+from cambrian.agent._children import DUPLICATE, ChildStore
+from cambrian.agent._context import prompt_context, with_builtin_features
 from cambrian.agent._islands import choose_islands
 from cambrian.agent._meta import MetaReviewer
 from cambrian.agent._models import forget_child, reward_child, within_budget
-from cambrian.agent._novelty import NEAR_DUPLICATE, get_novelty, novelty_check
+from cambrian.agent._novelty import NEAR_DUPLICATE, get_novelty
 from cambrian.agent._operators import OperatorPolicy
-from cambrian.agent._propose import Proposal, Proposer
+from cambrian.agent._propose import Proposer
 from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
 from cambrian.errors import LLMError, SandboxError
@@ -28,7 +28,6 @@ from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
 log = logging.getLogger("cambrian")
 MAX_LLM_FAILURES = 3
-DUPLICATE = "duplicate: same files as an existing program"
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,21 @@ class Evolution:
         self._spent_usd = 0.0
         self._rng = random.Random(ctx.config.run.seed)
         self._busy: Counter[str] = Counter()  # proposals in flight per parent
+        self._unevaluated: Counter[str] = Counter()  # children waiting for evaluation
+        self._repeats = False  # the model has repeated itself (a duplicate) in this run
         self._duplicates = 0
         operators = OperatorPolicy(ctx.config.operators, seed=ctx.config.run.seed)
         self._proposer = Proposer(
-            ctx.llm, ctx.config.prompt, operators, ctx.rules, ctx.templates, self._rng.choice
+            ctx.llm,
+            ctx.config.prompt,
+            operators,
+            ctx.rules,
+            ctx.templates,
+            self._rng.choice,
+            prefill=bool(ctx.config.llm.prefill),
         )
         self._novelty = get_novelty(ctx.config.novelty)
+        self._children = ChildStore(ctx, self._novelty)
         self._meta = MetaReviewer.for_run(ctx)
         # Its own threads: asyncio's default pool has min(32, CPUs + 4), fewer than a
         # cluster's evaluation slots.
@@ -88,7 +96,7 @@ class Evolution:
     async def propose(self, island: int) -> Program | None:
         """Select a parent, prompt the LLM (with repair turns), apply its edit, commit."""
         ctx, config = self.ctx, self.ctx.config
-        parent = self._spread_parent(island)
+        parent = await self._spread_parent(island)
         task = {"description": config.task.description, "direction": config.evaluator.direction}
         variables, files = prompt_context(
             ctx.archive, ctx.lineage, ctx.rules, config.prompt, parent, task
@@ -97,9 +105,12 @@ class Evolution:
         try:  # a near-duplicate is asked again from scratch, up to novelty.max_attempts
             for _ in range(config.novelty.max_attempts if self._novelty else 1):
                 staged: dict[str, tuple[str, str]] = {}
-                check = partial(self._check_edit, parent, variables, files, staged)
+                check = partial(self._children.check, parent, variables, files, staged)
                 proposal = await self._proposer.propose(variables, files, check)
-                child = self._store_child(parent, island, proposal, staged)
+                child = self._children.store(parent, island, proposal, staged)
+                self._spent_usd += sum(call.cost_usd for call in proposal.calls)
+                if child.status is ProgramStatus.REJECTED:
+                    self._rejected(child)
                 if not child.reason.startswith(NEAR_DUPLICATE):
                     break
         finally:
@@ -108,74 +119,33 @@ class Evolution:
             return None
         return child
 
-    def _spread_parent(self, island: int) -> Program:
-        """A parent, avoiding those with a proposal in flight (up to three draws).
+    async def _spread_parent(self, island: int) -> Program:
+        """A parent, passing over busy ones (up to three draws), or waiting for one.
 
-        Asked again before its last child is evaluated, a model mostly repeats itself.
+        Proposals run ahead of evaluations. Once the model has repeated itself (a
+        duplicate), a parent with a proposal in flight or a child waiting for evaluation
+        is not asked until that is over: the answer would likely be the same child.
         """
-        parent = None
-        for _ in range(3):
-            parent = self.ctx.archive.sample_parent(island) or self._root
-            if not self._busy[parent.id]:
-                break
-        return parent
+        while True:
+            for _ in range(3):
+                parent = self.ctx.archive.sample_parent(island) or self._root
+                if not self._busy[parent.id] and self._may_ask(parent.id):
+                    return parent
+            if self._may_ask(parent.id):
+                return parent
+            await self._wait(partial(self._may_ask, parent.id))
 
-    async def _check_edit(
-        self,
-        parent: Program,
-        variables: dict,
-        files: dict[str, str],
-        staged: dict[str, tuple[str, str]],
-        edit: EditResult,
-    ) -> EditResult:
-        """Refuse near-duplicates and exact duplicates; stage the commit of a new tree."""
-        if self._novelty is not None:
-            threshold = self.ctx.config.novelty.threshold
-            elites = [
-                editable_contents(self.ctx.lineage, self.ctx.rules, program.commit)
-                for program in self.ctx.archive.island_elites(parent.island)
-                if program.id != parent.id
-            ]
-            edit = await novelty_check(self._novelty, threshold, edit, variables, files, elites)
-            if not edit.ok:
-                return edit
-        message = f"cambrian program\n\nparent: {parent.id}"
-        commit, tree = self.ctx.lineage.commit(parent.commit, edit.changes, message)
-        if self.ctx.archive.has_tree(tree) or any(t == tree for _, t in staged.values()):
-            return replace(edit, error=DUPLICATE)
-        staged["edit"] = (commit, tree)
-        return edit
-
-    def _store_child(
-        self, parent: Program, island: int, proposal: Proposal, staged: dict
-    ) -> Program:
-        """Store the child (proposed or rejected), its reply and every LLM call it took."""
-        ctx = self.ctx
-        child = proposal.child(new_program_id(), parent, island, staged.get("edit"))
-        if child.status is not ProgramStatus.REJECTED:
-            ctx.lineage.set_ref(child.id, child.commit)
-        ctx.archive.new_program(child)
-        if ctx.config.prompt.reply_chars:
-            ctx.archive.keep_reply(child.id, proposal.replies[: ctx.config.prompt.reply_chars])
-        for turn, completion in enumerate(proposal.calls):
-            self._spent_usd += completion.cost_usd
-            ctx.archive.record_llm_call(
-                child.id,
-                completion.model,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                cost_usd=completion.cost_usd,
-                latency_s=completion.latency_s,
-                purpose="repair" if turn else "propose",
-            )
-        if child.status is ProgramStatus.REJECTED:
-            self._rejected(child)
-        return child
+    def _may_ask(self, parent_id: str) -> bool:
+        """Whether a proposal may be made from this parent now (see ``_spread_parent``)."""
+        if self._stopping() or not self._repeats:
+            return True
+        return not (self._busy[parent_id] or self._unevaluated[parent_id])
 
     def _rejected(self, child: Program) -> None:
         """Credit a rejection: a duplicate says nothing about the model or the operator."""
         if child.reason == DUPLICATE:
             self._duplicates += 1
+            self._repeats = True
             self._proposals -= 1  # counted apart, against their own cap
             forget_child(self.ctx, self._proposer.operators, child)
         else:
@@ -191,6 +161,8 @@ class Evolution:
         self._evaluating.discard(program.id)
         evaluation = with_builtin_features(self.ctx, program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
+        if program.parent_id is not None:
+            self._unevaluated[program.parent_id] -= 1
         reward_child(self.ctx, self._proposer.operators, program, evaluation)
         if program.parent_id is not None:
             # Run-wide: other workers sharing the archive count towards the iterations too.
@@ -264,6 +236,7 @@ class Evolution:
         """Queue claimed programs for evaluation."""
         for program in programs:
             self._pending += 1
+            self._unevaluated[program.parent_id] += 1
             self._queue.put_nowait(program)
 
     async def _heartbeat_forever(self) -> None:
@@ -338,8 +311,7 @@ class Evolution:
             finally:
                 self._proposing -= 1
             if program is not None:
-                self._pending += 1
-                self._queue.put_nowait(program)
+                self._enqueue([program])
             await self._notify()
 
     async def _evaluate_forever(self) -> None:

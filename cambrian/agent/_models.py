@@ -62,8 +62,19 @@ def resolve_models(
     update = {"model": server.model, "api_base": server.url}
     if "max_tokens" not in config.llm.model_fields_set:
         update["max_tokens"] = server.local.max_tokens
+    if config.llm.prefill is None:
+        update["prefill"] = True  # llama.cpp continues a final assistant message
     llm = config.llm.model_copy(update=update)
-    return config.model_copy(update={"llm": llm}), [server]
+    return _local_operators(config, server).model_copy(update={"llm": llm}), [server]
+
+
+def _local_operators(config: CambrianConfig, server: OfflineModelServer) -> CambrianConfig:
+    """The config with the local model's operator weights, unless ``[operators]`` set any."""
+    weights = set(config.operators.weights())
+    if weights & config.operators.model_fields_set:
+        return config
+    operators = config.operators.model_copy(update=dict(server.local.operators))
+    return config.model_copy(update={"operators": operators})
 
 
 def _serve_local(name: str, log_dir: Path) -> OfflineModelServer:

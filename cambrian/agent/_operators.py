@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cambrian.agent._edit_parts import END, START
 from cambrian.config import OperatorConfig
 from cambrian.llm import ModelStats
 from cambrian.llm import choose as choose_policy
@@ -24,6 +25,7 @@ from cambrian.prompts import TEMPLATE_DIR
 
 OPERATORS = ("diff", "region", "rewrite", "crossover")
 IDEAS_FILE = "ideas.txt"
+_NOT_CODE = ("#", '"""', "'''", '"', "'")
 _ITEM = re.compile(r"^(?:[-*\u2022]|\d{1,2}[.)])\s+(.*)$")
 
 
@@ -52,6 +54,33 @@ def recommendation_lines(text: str) -> list[str]:
     return items or lines
 
 
+def fill_idea(idea: str, files: Mapping[str, str], rng: random.Random) -> str:
+    """``idea`` with ``{line}`` replaced by a random line of code the model may change.
+
+    The line comes from the EVOLVE-BLOCK regions (the whole file where there are none),
+    skipping blank lines, comments, markers and docstring lines. An idea that needs a
+    line when there is none becomes "".
+    """
+    if "{line}" not in idea:
+        return idea
+    lines = [line.strip() for text in files.values() for line in _changeable(text)]
+    lines = [line for line in lines if len(line) > 3 and not line.startswith(_NOT_CODE)]
+    return idea.replace("{line}", rng.choice(lines)) if lines else ""
+
+
+def _changeable(text: str) -> list[str]:
+    """The lines of ``text`` inside its EVOLVE-BLOCK regions, or all when it has none."""
+    if START not in text:
+        return text.splitlines()
+    out, inside = [], False
+    for line in text.splitlines():
+        if START in line or END in line:
+            inside = START in line
+        elif inside:
+            out.append(line)
+    return out
+
+
 class OperatorPolicy:
     """Draws the operator of each proposal and learns which ones pay off.
 
@@ -64,7 +93,7 @@ class OperatorPolicy:
         self._config = config
         self._weights = {name: w for name, w in config.weights().items() if w > 0}
         self._stats = {name: ModelStats() for name in self._weights}
-        self._rng = random.Random(seed)
+        self.rng = random.Random(seed)
 
     @property
     def names(self) -> list[str]:
@@ -74,14 +103,14 @@ class OperatorPolicy:
     def choose(self, available: Sequence[str]) -> str:
         """Pick an operator among ``available`` and count a pull for it.
 
-        Falls back to the first operator in use when none of ``available`` is.
+        Falls back to the first of ``available`` when none of them has a weight.
         """
-        names = [name for name in self._weights if name in available] or self.names[:1]
-        stats = [self._stats[name] for name in names]
-        weights = [self._weights[name] for name in names]
+        names = [name for name in self._weights if name in available] or [available[0]]
+        stats = [self._stats.setdefault(name, ModelStats()) for name in names]
+        weights = [self._weights.get(name, 1.0) for name in names]
         policy = "weights" if self._config.adaptive == "off" else self._config.adaptive
         index = choose_policy(
-            policy, stats, weights, self._rng, ucb_c=self._config.ucb_c, cost_weight=0.0
+            policy, stats, weights, self.rng, ucb_c=self._config.ucb_c, cost_weight=0.0
         )
         name = names[index]
         self._update(name, pulls=1)
@@ -115,7 +144,7 @@ class OperatorPolicy:
 
     def idea(self, pool: Sequence[str]) -> str:
         """One idea from ``pool`` ("" when it is empty)."""
-        return self._rng.choice(list(pool)) if pool else ""
+        return self.rng.choice(list(pool)) if pool else ""
 
     def _update(self, name: str, **delta: float) -> None:
         """Add ``delta`` to the fields of ``name``'s statistics."""

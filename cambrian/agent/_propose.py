@@ -16,14 +16,21 @@ from typing import Any
 
 from cambrian.agent._edits import EditResult, apply_reply
 from cambrian.agent._files import FileRules
-from cambrian.agent._operators import OperatorPolicy, read_ideas, recommendation_lines
+from cambrian.agent._operators import (
+    OperatorPolicy,
+    fill_idea,
+    read_ideas,
+    recommendation_lines,
+)
 from cambrian.config import PromptConfig
-from cambrian.prompts import render_messages, render_repair
+from cambrian.errors import LLMError
+from cambrian.prompts import render_answer_start, render_messages, render_repair
 from cambrian.types import LLM, Completion, Program, ProgramStatus
 
 #: Refusals a repair turn does not handle: a near-duplicate is asked again from scratch
 #: (``novelty.max_attempts``), and an oversized reply is not worth answering.
 _FINAL = ("reply too long", "near-duplicate")
+_UNCHANGED = ("edit changes nothing", "duplicate")
 Check = Callable[[EditResult], Awaitable[EditResult]]
 
 
@@ -37,6 +44,7 @@ class Proposal:
         operator: The variation operator used.
         idea: The idea put into the prompt ("" when none).
         templates: Name of the template set used.
+        failure: Why a repair turn's call failed after its retries ("" when none did).
     """
 
     edit: EditResult
@@ -44,6 +52,7 @@ class Proposal:
     operator: str = ""
     idea: str = ""
     templates: str = ""
+    failure: str = ""
 
     def child(
         self, program_id: str, parent: Program, island: int, staged: tuple[str, str] | None
@@ -82,6 +91,7 @@ class Proposer:
         rules: Which files are editable.
         templates: The template set folders to vary between.
         rng_choice: Picks one element of a sequence (the loop's seeded RNG).
+        prefill: Begin each reply inside its code block (``llm.prefill``).
     """
 
     def __init__(
@@ -92,6 +102,8 @@ class Proposer:
         rules: FileRules,
         templates: tuple[Path, ...],
         rng_choice: Callable[[Any], Any],
+        *,
+        prefill: bool = False,
     ) -> None:
         self._llm = llm
         self._config = config
@@ -100,6 +112,7 @@ class Proposer:
         self._templates = templates
         self._choice = rng_choice
         self._ideas = {folder: read_ideas(folder) for folder in templates}
+        self._prefill = prefill
 
     async def propose(
         self, variables: dict[str, Any], files: dict[str, str], check: Check
@@ -115,28 +128,61 @@ class Proposer:
         templates = self._choice(self._templates)
         operator = self._operator(variables)
         pool = self._idea_pool(templates, variables.get("recommendations", ""))
-        idea = self.operators.idea(pool) if variables["parent"]["ok"] else ""
+        idea = self._idea(pool, files) if variables["parent"]["ok"] else ""
         view = {**variables, "operator": operator, "idea": idea}
         if operator != "crossover":
             view["second"] = None
+        start = render_answer_start(templates, view) if self._prefill else ""
         messages = render_messages(templates, view)
         proposal = Proposal(EditResult(), operator=operator, idea=idea, templates=templates.name)
         for turn in range(self._config.repair_turns + 1):
-            follow_up = proposal.calls[-1].model if proposal.calls else None
-            completion = await self._llm.complete(messages, model=follow_up)
-            proposal.calls.append(completion)
-            edit = await asyncio.to_thread(apply_reply, completion.text, files, self._is_editable)
+            try:
+                completion = await self._ask(messages, start, proposal)
+            except LLMError as exc:
+                if not proposal.calls:
+                    raise  # no reply at all: the loop counts a failed call
+                proposal.failure = str(exc)  # the first reply is kept, with its cost
+                proposal.edit = EditResult(error=f"repair turn failed: {exc}"[:300])
+                break
+            text = self._without_idea(completion.text, view["idea"]) if start else completion.text
+            edit = await asyncio.to_thread(apply_reply, text, files, self._is_editable)
             proposal.edit = await check(edit) if edit.ok else edit
             if proposal.edit.ok or turn == self._config.repair_turns or _final(proposal.edit):
                 break
-            retry = {**view, "error": proposal.edit.error, "idea": self.operators.idea(pool)}
-            retry["unchanged"] = proposal.edit.error.startswith(("edit changes nothing", "dup"))
+            again = self._idea(pool, files) if variables["parent"]["ok"] else ""
+            retry = {**view, "error": proposal.edit.error, "idea": again}
+            retry["unchanged"] = proposal.edit.error.startswith(_UNCHANGED)
+            view = retry
+            start = render_answer_start(templates, view) if self._prefill else ""
             messages = [
                 *messages,
                 {"role": "assistant", "content": completion.text},
                 {"role": "user", "content": render_repair(templates, retry)},
             ]
         return proposal
+
+    async def _ask(self, messages: list[dict], start: str, proposal: Proposal) -> Completion:
+        """One call (a follow-up goes to the same model), its reply begun with ``start``.
+
+        With prefill, the model continues an assistant message holding ``start``; servers
+        differ in whether the reply repeats it, so it is put back where missing.
+        """
+        follow_up = proposal.calls[-1].model if proposal.calls else None
+        asked = [*messages, {"role": "assistant", "content": start}] if start else messages
+        completion = await self._llm.complete(asked, model=follow_up)
+        if start and not completion.text.startswith(start):
+            completion = replace(completion, text=start + completion.text)
+        proposal.calls.append(completion)
+        return completion
+
+    @staticmethod
+    def _without_idea(text: str, idea: str) -> str:
+        """The reply without the idea comment the prefill put at the top of its code."""
+        return text.replace(f"# {idea}\n", "", 1) if idea else text
+
+    def _idea(self, pool: list[str], files: dict[str, str]) -> str:
+        """One idea from ``pool``, its ``{line}`` filled with a line of the parent's code."""
+        return fill_idea(self.operators.idea(pool), files, self.operators.rng)
 
     def _operator(self, variables: dict[str, Any]) -> str:
         """The operator for this proposal: crossover only when a second program exists."""

@@ -9,6 +9,7 @@ the same-named ones (new names are added, untouched ones kept).
 from __future__ import annotations
 
 import ast
+import io
 
 from cambrian.agent._edit_parts import END, START
 
@@ -21,7 +22,7 @@ def block_span(text: str) -> tuple[int, int] | None:
     The content is ``lines[first:end]``, between the marker lines. None when the file
     has no block, several, or markers out of order.
     """
-    lines = text.splitlines()
+    lines = source_lines(text)
     starts = [i for i, line in enumerate(lines) if START in line]
     ends = [i for i, line in enumerate(lines) if END in line]
     if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
@@ -34,17 +35,37 @@ def region_text(text: str) -> str:
     span = block_span(text)
     if span is None:
         return ""
-    lines = text.splitlines(keepends=True)
+    lines = source_lines(text)
     return "".join(lines[span[0] : span[1]])
 
 
 def inner_code(reply_code: str) -> str:
-    """A reply's code without what lies outside its own markers, if it repeats them."""
+    """A reply's code without what lies outside its own markers, if it repeats them.
+
+    With both markers, the text between them; with only an END marker, the text
+    before it; with only a START marker, the text after it (what lies on the far side
+    of a marker is the file outside the block, which must not be merged in).
+    """
     span = block_span(reply_code)
-    if span is None:
-        lines = [line for line in reply_code.splitlines(keepends=True) if START not in line]
-        return "".join(line for line in lines if END not in line)
-    return region_text(reply_code)
+    if span is not None:
+        return region_text(reply_code)
+    lines = source_lines(reply_code)
+    ends = [i for i, line in enumerate(lines) if END in line]
+    starts = [i for i, line in enumerate(lines) if START in line]
+    if ends and not starts:
+        lines = lines[: ends[0]]
+    elif starts and not ends:
+        lines = lines[starts[-1] + 1 :]
+    return "".join(line for line in lines if START not in line and END not in line)
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of ``text`` with their endings, split at newlines only.
+
+    ``str.splitlines`` also splits at form feeds and other separators that Python's
+    parser keeps inside a line, which would shift the line numbers ``ast`` reports.
+    """
+    return io.StringIO(text, newline="").readlines()
 
 
 def splice(text: str, region: str) -> str:
@@ -52,20 +73,48 @@ def splice(text: str, region: str) -> str:
     span = block_span(text)
     if span is None:
         raise ValueError("text must have exactly one EVOLVE-BLOCK-START/END pair")
-    lines = text.splitlines(keepends=True)
+    lines = source_lines(text)
     body = region if not region or region.endswith("\n") else region + "\n"
     return "".join(lines[: span[0]]) + body + "".join(lines[span[1] :])
 
 
 def syntax_error(code: str) -> str:
-    """A one-line description of the first syntax error in ``code`` ("" when it parses)."""
+    """Why ``code`` does not parse, as "does not parse (...)" ("" when it parses)."""
     try:
         ast.parse(code)
     except SyntaxError as exc:
-        return f"line {exc.lineno}: {exc.msg}"
+        return f"does not parse (line {exc.lineno}: {exc.msg})"
     except ValueError as exc:  # null bytes
-        return str(exc)
+        return f"does not parse ({exc})"
     return ""
+
+
+def loose_statements(code: str, region: str) -> str:
+    """Why ``code`` cannot replace definitions of ``region`` ("" when it can).
+
+    A reply of bare statements (``for`` loops, ``return``) is a function's body torn out
+    of its ``def``: merged by name it would change nothing that runs. A region that has
+    such statements itself is replaced whole instead, so it is not refused.
+    """
+    try:
+        new, old = ast.parse(code), ast.parse(region)
+    except (SyntaxError, ValueError):
+        return ""
+    if any(not _names(node) and not _is_text(node) for node in old.body):
+        return ""
+    loose = [node for node in new.body if not _names(node) and not _is_text(node)]
+    if not loose or any(isinstance(node, _NAMED) for node in new.body):
+        return ""
+    first = loose[0]
+    return (
+        f"has statements outside any function (line {first.lineno}): give each "
+        "changed function whole, with its def line"
+    )
+
+
+def _is_text(node: ast.stmt) -> bool:
+    """Whether a statement is a bare literal (a docstring or a stray string)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
 
 
 def defined_names(code: str) -> set[str] | None:
@@ -92,7 +141,7 @@ def merge_definitions(old: str, new: str) -> str | None:
         old_tree, new_tree = ast.parse(old), ast.parse(new)
     except (SyntaxError, ValueError):
         return None
-    new_lines = new.splitlines(keepends=True)
+    new_lines = source_lines(new)
     pieces = [(node, _segment(new_lines, node)) for node in new_tree.body if _names(node)]
     if not pieces:
         return None
@@ -111,7 +160,7 @@ def merge_definitions(old: str, new: str) -> str | None:
 
 def _rebuild(old: str, tree: ast.Module, replaced: dict[int, str], added: list[str]) -> str:
     """``old`` with replaced statements swapped in and ``added`` after the last one."""
-    lines = old.splitlines(keepends=True)
+    lines = source_lines(old)
     out: list[str] = []
     pos = 0
     for index, node in enumerate(tree.body):

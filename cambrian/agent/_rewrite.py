@@ -10,6 +10,7 @@ its functions) by name too.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 from cambrian.agent._edit_parts import (
@@ -28,6 +29,7 @@ from cambrian.agent._regions import (
     block_span,
     defined_names,
     inner_code,
+    loose_statements,
     merge_definitions,
     region_text,
     splice,
@@ -116,14 +118,29 @@ def _place_region(old: str, code: str, path: str) -> tuple[str, str, str]:
     current = region_text(old)
     if not path.endswith(".py"):
         return splice(old, code), "region", ""
-    problem = syntax_error(code)
+    indent = _indent(current)
+    if indent:  # a block inside a function: its new body, at the block's indentation
+        content, kind = splice(old, textwrap.indent(textwrap.dedent(code), indent)), "region"
+    else:
+        problem = syntax_error(code) or loose_statements(code, current)
+        if problem:
+            return "", "region", f"the code for {path} {problem}"
+        merged = merge_definitions(current, code)
+        covers = (defined_names(code) or set()) >= (defined_names(current) or set())
+        content = splice(old, merged if merged is not None else code)
+        kind = "region" if covers or merged is None else "functions"
+    problem = syntax_error(content) if syntax_error(old) == "" else ""
     if problem:
-        return "", "region", f"the code for {path} does not parse ({problem})"
-    merged = merge_definitions(current, code)
-    if merged is None:  # the region itself is not Python on its own: replace it whole
-        return splice(old, code), "region", ""
-    covers = (defined_names(code) or set()) >= (defined_names(current) or set())
-    return splice(old, merged), "region" if covers else "functions", ""
+        return "", kind, f"{path} {problem} once the code is put in its EVOLVE-BLOCK"
+    return content, kind, ""
+
+
+def _indent(region: str) -> str:
+    """The indentation of the region's first code line ("" at module level)."""
+    for line in region.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            return line[: len(line) - len(line.lstrip())]
+    return ""
 
 
 def same_final_newline(old: str | None, new: str) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, case, func, not_, or_, select
 
-from cambrian.archive._queries import EVALUATIONS, LLM_CALLS, PROGRAMS
+from cambrian.archive._queries import DUPLICATE_ROW, EVALUATIONS, LLM_CALLS, PROGRAMS
 from cambrian.types import ProgramStatus
 
 _DONE = (ProgramStatus.EVALUATED, ProgramStatus.FAILED, ProgramStatus.REJECTED)
@@ -24,11 +24,14 @@ def model_stats(conn: Connection, run_id: str, maximize: bool) -> dict[str, dict
     failed calls are outcomes worth 0.
     """
     out: dict[str, dict[str, Any]] = {}
+    duplicates = select(PROGRAMS.c.id).where(PROGRAMS.c.run_id == run_id, DUPLICATE_ROW)
+    program = LLM_CALLS.c.program_id
+    not_duplicate = or_(program.is_(None), program.not_in(duplicates))
     calls = (
         select(
             LLM_CALLS.c.model,
             func.count(),
-            func.sum(case((LLM_CALLS.c.purpose == "propose", 1), else_=0)),
+            func.sum(case((and_(LLM_CALLS.c.purpose == "propose", not_duplicate), 1), else_=0)),
             func.sum(case((LLM_CALLS.c.ok, 0), else_=1)),
             func.sum(LLM_CALLS.c.prompt_tokens),
             func.sum(LLM_CALLS.c.completion_tokens),
@@ -118,6 +121,7 @@ def _outcomes(run_id: str, maximize: bool, column: Any, finished: bool = True) -
             PROGRAMS.c.run_id == run_id,
             PROGRAMS.c.parent_id.is_not(None),
             column.is_not(None),
+            not_(DUPLICATE_ROW),
         )
         .group_by(column)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from cambrian.archive._rows import program_values
 from cambrian.archive._schema import CellRow, EvaluationRow, LlmCallRow, ProgramRow, RunRow
@@ -17,6 +17,11 @@ PROGRAMS = ProgramRow.__table__
 EVALUATIONS = EvaluationRow.__table__
 CELLS = CellRow.__table__
 LLM_CALLS = LlmCallRow.__table__
+#: A duplicate child says nothing about its model or operator: the bandits skip it live,
+#: and so does the state rebuilt on resume.
+DUPLICATE_ROW = and_(
+    PROGRAMS.c.status == str(ProgramStatus.REJECTED), PROGRAMS.c.reason.like("duplicate:%")
+)
 
 
 def touch(conn: Connection, run_id: str, now: float) -> None:
@@ -172,11 +177,7 @@ def counts(conn: Connection, run_id: str) -> dict[str, Any]:
         "accepted": accepted,
         "acceptance": accepted / replies if replies else None,
         "duplicates": conn.execute(
-            select(func.count()).where(
-                PROGRAMS.c.run_id == run_id,
-                PROGRAMS.c.status == str(ProgramStatus.REJECTED),
-                PROGRAMS.c.reason.like("duplicate:%"),
-            )
+            select(func.count()).where(PROGRAMS.c.run_id == run_id, DUPLICATE_ROW)
         ).scalar_one(),
         "accepted_by_operator": _accepted_by_operator(conn, run_id),
         "stopped_by_stage": _stopped_by_stage(conn, run_id),

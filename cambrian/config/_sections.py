@@ -222,6 +222,12 @@ class LLMConfig(_Section):
     temperature: float | tuple[float, float] = Field(
         default=0.8, description="A number, or [lo, hi] sampled per call (diversity)."
     )
+    prefill: bool | None = Field(
+        default=None,
+        description="Start each reply inside its code block (an assistant message the "
+        "model continues); unset: on for the local models cambrian serves, whose llama.cpp "
+        "server continues a final assistant message, off otherwise.",
+    )
     max_tokens: int = Field(default=4096, gt=0)
     timeout_s: float = Field(default=180.0, gt=0, description="Hard deadline per call.")
     retries: int = Field(default=4, ge=0, description="Retries on 429, 5xx, connection errors.")

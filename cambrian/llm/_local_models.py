@@ -38,6 +38,9 @@ class LocalModel:
         quality: One sentence on what to expect from it.
         max_tokens: Reply cap used when ``llm.max_tokens`` is not set: enough for an
             edit, and a bound on the minutes a rambling small model can take on 2 cores.
+        operators: Operator weights used when ``[operators]`` sets none. Measured on
+            the shipped tasks, small models rarely copy SEARCH lines exactly, so they
+            are asked for the region's new code instead.
     """
 
     name: str
@@ -50,6 +53,12 @@ class LocalModel:
     ctx_size: int
     quality: str
     max_tokens: int = 1024
+    operators: tuple[tuple[str, float], ...] = (
+        ("diff", 0.0),
+        ("region", 1.0),
+        ("rewrite", 0.0),
+        ("crossover", 0.25),
+    )
 
 
 _PIP = "python3 -m pip install -q --no-deps"

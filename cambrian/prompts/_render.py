@@ -88,8 +88,21 @@ def render_repair(templates: Path, variables: dict[str, Any]) -> str:
 
     A set without ``repair.j2`` uses the built-in default set's.
     """
-    folder = templates if (templates / "repair.j2").is_file() else TEMPLATE_DIR / "default"
-    return render("repair.j2", folder, **variables).strip()
+    return render("repair.j2", _with(templates, "repair.j2"), **variables).strip()
+
+
+def render_answer_start(templates: Path, variables: dict[str, Any]) -> str:
+    """The start of the model's answer for ``llm.prefill`` (``answer.j2`` of the set).
+
+    It ends with a newline, so the model continues on the next line. A set without
+    ``answer.j2`` uses the built-in default set's.
+    """
+    return render("answer.j2", _with(templates, "answer.j2"), **variables).strip() + "\n"
+
+
+def _with(templates: Path, name: str) -> Path:
+    """``templates`` if it holds ``name``, else the built-in default set."""
+    return templates if (templates / name).is_file() else TEMPLATE_DIR / "default"
 
 
 def render_meta(templates: Path, variables: dict[str, Any]) -> list[dict[str, str]]:

@@ -26,9 +26,14 @@ def _run(task: Path, run_dir: Path, extra: dict, *overrides: str) -> tuple[str, 
 
 
 def _calls_by_model(run_dir: Path) -> dict[str, int]:
-    """Proposal calls per model (repair turns go to the model that was asked first)."""
+    """Bandit pulls per model: proposal calls, less those whose child was a duplicate
+    (repair turns go to the model that was asked first)."""
     db = sqlite3.connect(run_dir / "archive.db")
-    query = "select model, count(*) from llm_calls where purpose = 'propose' group by model"
+    query = (
+        "select model, count(*) from llm_calls where purpose = 'propose' and (program_id is"
+        " null or program_id not in (select id from programs where reason like 'duplicate:%'))"
+        " group by model"
+    )
     return dict(db.execute(query))
 
 

@@ -134,8 +134,10 @@ def test_crossover_shows_a_second_program(scaffold_task: Path, tmp_path: Path) -
 def test_duplicates_are_counted_apart_and_do_not_end_the_run_early(
     scaffold_task: Path, tmp_path: Path
 ) -> None:
-    def responder(messages: list[dict]) -> str:  # deterministic: always the same child
-        return "solve.py\n<<<<<<< SEARCH\nWIDTH = 0.5\n=======\nWIDTH = 0.75\n>>>>>>> REPLACE\n"
+    def responder(messages: list[dict]) -> str:  # deterministic: one child per parent
+        old = re.search(r"WIDTH = [0-9.]+", messages[1]["content"]).group(0)
+        new = f"WIDTH = {_width(messages) + 0.05:.2f}"
+        return f"solve.py\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
 
     run_dir = tmp_path / "run"
     with ScriptedLLMServer(responder) as server:
@@ -144,13 +146,73 @@ def test_duplicates_are_counted_apart_and_do_not_end_the_run_early(
             run_dir,
             server.url,
             "run.iterations=3",
-            "run.max_proposals=3",
-            "run.proposal_concurrency=1",
+            "run.max_proposals=3",  # no room for a duplicate among the proposals
+            "run.proposal_concurrency=2",  # both start from the initial program
+            "run.eval_concurrency=1",
             "prompt.repair_turns=0",
         )
-    # one evaluated child; every later reply is a duplicate, counted apart, until the
-    # duplicates reach their own cap (as many as max_proposals)
-    assert reason == "max_proposals"
-    assert stats["evaluated"] == 1 and stats["duplicates"] == 3
+    assert stats["duplicates"] >= 1  # the second of the first two proposals
+    assert reason == "iterations" and stats["evaluated"] == 3 and stats["best_score"] > 0.3
     rejected = _rows(run_dir, "select reason from programs where status = 'rejected'")
-    assert len(rejected) == 3 and all(r.startswith("duplicate:") for (r,) in rejected)
+    assert all(r.startswith("duplicate:") for (r,) in rejected)
+    # a parent whose proposal came back a duplicate waits for its child's evaluation
+    # instead of being asked again and again
+    assert stats["duplicates"] <= 2
+
+
+def test_prefill_starts_the_answer_in_its_code_block(scaffold_task: Path, tmp_path: Path) -> None:
+    asked: list[list[dict]] = []
+
+    def responder(messages: list[dict]) -> str:  # a server that returns the continuation only
+        asked.append(messages)
+        return f"WIDTH = {_width(messages) + 0.25}\nHEIGHT = 0.5\n```"
+
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(responder) as server:
+        reason, stats = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=1",
+            "run.proposal_concurrency=1",
+            "llm.prefill=true",
+            "operators.diff=0",
+            "operators.rewrite=0",
+            "operators.crossover=0",
+            'prompt.ideas=["Widen it."]',
+        )
+    assert reason == "iterations" and stats["best_score"] == 0.375
+    last = asked[0][-1]
+    assert last["role"] == "assistant" and last["content"].startswith("```python\n")
+    (solve,) = _rows(run_dir, "select text from replies")[0]
+    assert solve.startswith("```python\n")  # kept as the model's whole answer
+    ctx = open_run(None, run_dir)
+    try:
+        best = ctx.archive.best()[0]
+        text = ctx.lineage.read_files(best.commit, ["solve.py"])["solve.py"]
+    finally:
+        ctx.close()
+    assert "WIDTH = 0.75" in text and "# " + "Widen it." not in text  # the idea comment left
+
+
+def test_a_docstring_only_change_is_refused_before_it_runs(
+    scaffold_task: Path, tmp_path: Path
+) -> None:
+    reply = (
+        '```python\ndef area():\n    """The area."""\n    return WIDTH * HEIGHT\n\n\n'
+        "def unused():\n    return 0\n```"
+    )
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(lambda messages: reply) as server:
+        reason, stats = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=1",
+            "run.max_proposals=1",
+            "prompt.repair_turns=0",
+            "operators.diff=0",
+        )
+    assert reason == "max_proposals" and stats["evaluated"] == 0
+    ((why,),) = _rows(run_dir, "select reason from programs where status = 'rejected'")
+    assert why.startswith("edit changes nothing that runs")

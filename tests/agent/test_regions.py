@@ -140,3 +140,24 @@ def test_strip_thinking_is_linear_and_keeps_the_answer() -> None:
 def test_an_oversized_reply_is_refused_unread() -> None:
     result = _apply("x" * (MAX_REPLY_CHARS + 1))
     assert not result.ok and result.error.startswith("reply too long")
+
+
+def test_a_torn_out_function_body_is_refused_with_a_reason() -> None:
+    reply = "```python\nr = 0.2\ncircles = []\nfor i in range(ROWS):\n    circles.append(i)\n```"
+    result = _apply(reply)
+    assert not result.ok
+    assert "statements outside any function (line 3)" in result.error
+    assert "with its def line" in result.error
+
+
+def test_same_behaviour_ignores_docs_comments_and_unused_additions() -> None:
+    from cambrian.agent._behaviour import same_behaviour
+
+    old = 'import math\n\nN = 3\n\n\ndef f():\n    """Doc."""\n    return N  # three\n'
+    assert same_behaviour(old, old.replace('"""Doc."""', '"""Other."""').replace("# three", ""))
+    assert same_behaviour(old, old + "\n\ndef unused():\n    return 1\n\nX = 2\nimport random\n")
+    assert not same_behaviour(old, old.replace("N = 3", "N = 4"))
+    assert not same_behaviour(old, old + "\n\ndef g():\n    return f()\n\nprint(g())\n")
+    # after a failure a new function may be what the evaluator looks for
+    assert not same_behaviour(old, old + "\n\ndef pack():\n    return []\n", unused=False)
+    assert not same_behaviour(old, "def (:\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cambrian.agent._models import resolve_models
-from cambrian.config import CambrianConfig, LLMConfig, ModelEntry
+from cambrian.config import CambrianConfig, LLMConfig, ModelEntry, OperatorConfig
 from cambrian.errors import ConfigError, LLMError
 from cambrian.llm import (
     LOCAL_MODELS,
@@ -258,6 +258,32 @@ def test_resolve_models_serves_a_local_name(tmp_path):
         assert resolved.llm.model == "openai/qwen2.5-coder-0.5b-instruct"
         assert resolved.llm.api_base == servers[0].url
         assert (tmp_path / "qwen2.5-coder-0.5b-instruct.log").exists()
+        # the local model's own settings, as nothing was set: a reply cap, prefill, and
+        # the region operator (small models rarely copy SEARCH lines exactly)
+        assert resolved.llm.max_tokens == 1024 and resolved.llm.prefill is True
+        assert resolved.operators.weights() == {
+            "diff": 0.0,
+            "region": 1.0,
+            "rewrite": 0.0,
+            "crossover": 0.25,
+        }
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.slow
+def test_settings_the_user_gave_win_over_the_local_model_s(tmp_path):
+    _require_real_05b()
+    config = CambrianConfig(
+        llm=LLMConfig(model="local:qwen2.5-coder-0.5b", max_tokens=300, prefill=False),
+        operators=OperatorConfig(diff=2.0),
+    )
+    resolved, servers = resolve_models(config, tmp_path)
+    try:
+        assert resolved.llm.max_tokens == 300 and resolved.llm.prefill is False
+        assert resolved.operators.weights()["diff"] == 2.0
+        assert resolved.operators.weights()["region"] == 2.0  # the schema's default
     finally:
         for server in servers:
             server.stop()
