@@ -88,6 +88,7 @@ class Evolution:
         self._novelty = get_novelty(ctx.config.novelty)
         self._children = ChildStore(ctx, self._novelty)
         self._meta = MetaReviewer.for_run(ctx)
+        self._reviews: set[asyncio.Task] = set()
         # Its own threads: asyncio's default pool has min(32, CPUs + 4), fewer than a
         # cluster's evaluation slots.
         self._pool = ThreadPoolExecutor(ctx.config.run.eval_concurrency, "cambrian-eval")
@@ -161,16 +162,22 @@ class Evolution:
         self._evaluating.discard(program.id)
         evaluation = with_builtin_features(self.ctx, program, evaluation)
         added = self.ctx.archive.add(program, evaluation)
-        if program.parent_id is not None:
-            self._unevaluated[program.parent_id] -= 1
         reward_child(self.ctx, self._proposer.operators, program, evaluation)
         if program.parent_id is not None:
+            self._unevaluated[program.parent_id] -= 1
             # Run-wide: other workers sharing the archive count towards the iterations too.
             self._evaluated = max(self._evaluated + 1, self.ctx.archive.evaluated_count())
-            self._spent_usd += await self._meta.review_if_due(self._evaluated)
+            review = asyncio.create_task(self._guard(partial(self._review, self._evaluated)))
+            self._reviews.add(review)  # off the evaluation slot; cancelled at shutdown
+            review.add_done_callback(self._reviews.discard)
         self._on_event(Event(program, evaluation, added, self._evaluated, self._target))
         self._check_target(evaluation)
         return evaluation
+
+    async def _review(self, evaluated: int) -> None:
+        """A meta review when one is due and the budget allows it."""
+        if within_budget(self.ctx, self._spent_usd):
+            self._spent_usd += await self._meta.review_if_due(evaluated)
 
     def _evaluate_in_workdir(self, program: Program) -> Evaluation:
         """Blocking part of ``evaluate``; runs in a worker thread."""
@@ -365,6 +372,9 @@ class Evolution:
         """Stop every worker; evaluations cut short are marked interrupted for resume."""
         if self._evaluating:
             self.ctx.sandbox.close()  # kills running candidates so worker threads return
+        if self.stop_reason != "interrupted" and self._reviews:  # a review in flight ends
+            await asyncio.gather(*self._reviews, return_exceptions=True)
+        workers = [*workers, *self._reviews]
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

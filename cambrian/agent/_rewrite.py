@@ -118,7 +118,7 @@ def _place_region(old: str, code: str, path: str) -> tuple[str, str, str]:
     current = region_text(old)
     if not path.endswith(".py"):
         return splice(old, code), "region", ""
-    indent = _indent(current)
+    indent = _indent(current) if syntax_error(current) else ""
     if indent:  # a block inside a function: its new body, at the block's indentation
         content, kind = splice(old, textwrap.indent(textwrap.dedent(code), indent)), "region"
     else:
@@ -126,6 +126,8 @@ def _place_region(old: str, code: str, path: str) -> tuple[str, str, str]:
         if problem:
             return "", "region", f"the code for {path} {problem}"
         merged = merge_definitions(current, code)
+        if merged is None and defined_names(current) and not defined_names(code):
+            return "", "region", f"the code for {path} defines nothing (only comments?)"
         covers = (defined_names(code) or set()) >= (defined_names(current) or set())
         content = splice(old, merged if merged is not None else code)
         kind = "region" if covers or merged is None else "functions"

@@ -161,3 +161,38 @@ def test_same_behaviour_ignores_docs_comments_and_unused_additions() -> None:
     # after a failure a new function may be what the evaluator looks for
     assert not same_behaviour(old, old + "\n\ndef pack():\n    return []\n", unused=False)
     assert not same_behaviour(old, "def (:\n")
+
+
+def test_a_reply_of_comments_only_is_refused_and_keeps_the_program() -> None:
+    result = _apply("```python\n# Use a genetic algorithm.\n# Place larger circles first.\n```")
+    assert not result.ok and "defines nothing" in result.error
+
+
+def test_an_indented_block_takes_its_new_body() -> None:
+    old = (
+        "def solve(xs):\n    # EVOLVE-BLOCK-START\n    total = 0\n    for x in xs:\n"
+        "        total += x\n    # EVOLVE-BLOCK-END\n    return total\n"
+    )
+    result = apply_reply("```python\ntotal = sum(xs)\n```", {"s.py": old}, _never)
+    assert result.ok
+    assert result.changes["s.py"] == old.replace(
+        "    total = 0\n    for x in xs:\n        total += x\n", "    total = sum(xs)\n"
+    )
+    broken = apply_reply("```python\ntotal = sum(xs\n```", {"s.py": old}, _never)
+    assert not broken.ok and "once the code is put in its EVOLVE-BLOCK" in broken.error
+
+
+def test_a_whole_file_echo_missing_its_end_marker_keeps_outside_code_out() -> None:
+    outside = "def check(x):\n    return x > 0\n\n\n"
+    old = outside + "# EVOLVE-BLOCK-START\ndef f():\n    return 1\n# EVOLVE-BLOCK-END\n"
+    reply = "```python\n" + outside.replace("x > 0", "True")
+    reply += "# EVOLVE-BLOCK-START\ndef f():\n    return 2\n```"
+    result = apply_reply(reply, {"s.py": old}, _never)
+    assert result.ok
+    assert result.changes["s.py"] == old.replace("return 1", "return 2")  # check() untouched
+
+
+def test_line_numbers_survive_form_feeds_and_unicode_separators() -> None:
+    old = 'X = "a\u2028b"\n\x0c\ndef f():\n    return 1\n\n\ndef g():\n    return f()\n'
+    merged = merge_definitions(old, "def g():\n    return 2\n")
+    assert merged == old.replace("return f()", "return 2")
