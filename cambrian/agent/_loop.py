@@ -42,7 +42,7 @@ class Event:
 
 
 class Evolution:
-    """Runs the loop of DESIGN.md over the rooms of a ``RunContext``.
+    """Runs the evolution loop (see ARCHITECTURE.md) over the rooms of a ``RunContext``.
 
     Args:
         ctx: The opened run.
@@ -340,7 +340,7 @@ class Evolution:
         """
         try:
             await work()
-        except Exception as exc:  # noqa: BLE001 - the one allowed catch-all (STYLE rule 11)
+        except Exception as exc:  # noqa: BLE001 - the loop's one catch-all
             log.exception("internal error in the evolution loop")
             self.error, self.stop_reason = f"internal error: {exc!r}", "internal_error"
             await self._notify()

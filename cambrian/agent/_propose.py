@@ -69,7 +69,7 @@ class Proposal:
             model=self.calls[-1].model,
             operator=self.operator,
             edit_kind=edit.kind,
-            templates=self.templates,
+            templates=self.templates[:64],  # the column's width
         )
         if edit.ok and staged is not None:
             return replace(child, commit=staged[0], tree=staged[1])

@@ -10,6 +10,8 @@ from pathlib import Path
 from cambrian.agent import Evolution, open_run
 from cambrian.llm import ScriptedLLMServer
 
+REGION_ONLY = ("operators.diff=0", "operators.rewrite=0", "operators.crossover=0")
+
 
 def _run(task: Path, run_dir: Path, url: str, *overrides: str) -> tuple[str, dict]:
     ctx = open_run(
@@ -52,9 +54,7 @@ def test_a_repair_turn_shows_the_error_and_its_fix_is_accepted(
             server.url,
             "run.iterations=1",
             "run.proposal_concurrency=1",
-            "operators.diff=0",
-            "operators.rewrite=0",
-            "operators.crossover=0",
+            *REGION_ONLY,
         )
     assert reason == "iterations" and stats["best_score"] == 0.375
     repair = conversations[1]
@@ -91,9 +91,7 @@ def test_an_unchanged_echo_is_asked_for_a_real_change(scaffold_task: Path, tmp_p
             "run.iterations=1",
             "run.max_proposals=2",
             "run.proposal_concurrency=1",
-            "operators.diff=0",
-            "operators.rewrite=0",
-            "operators.crossover=0",
+            *REGION_ONLY,
             'prompt.ideas=["Use the whole square."]',
         )
     assert reason == "max_proposals" and stats["evaluated"] == 0
@@ -176,9 +174,7 @@ def test_prefill_starts_the_answer_in_its_code_block(scaffold_task: Path, tmp_pa
             "run.iterations=1",
             "run.proposal_concurrency=1",
             "llm.prefill=true",
-            "operators.diff=0",
-            "operators.rewrite=0",
-            "operators.crossover=0",
+            *REGION_ONLY,
             'prompt.ideas=["Widen it."]',
         )
     assert reason == "iterations" and stats["best_score"] == 0.375

