@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import io
+import textwrap
 
 from cambrian.agent._edit_parts import END, START
 
@@ -110,6 +111,29 @@ def loose_statements(code: str, region: str) -> str:
         f"has statements outside any function (line {first.lineno}): give each "
         "changed function whole, with its def line"
     )
+
+
+def into_only_function(region: str, body: str) -> str | None:
+    """``body`` put under the ``def`` line of the region's only function, else None.
+
+    Small models often answer with a function's new body and no ``def`` line. When the
+    region defines exactly one function (and nothing else that runs), that is the only
+    place the body can go.
+    """
+    try:
+        tree = ast.parse(region)
+    except (SyntaxError, ValueError):
+        return None
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    others = [n for n in tree.body if n not in functions and not _is_text(n)]
+    if len(functions) != 1 or others:
+        return None
+    function = functions[0]
+    lines = source_lines(region)
+    header = "".join(lines[_start(function) : function.body[0].lineno - 1])
+    code = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", "    ")
+    wrapped = header + code
+    return wrapped if not syntax_error(wrapped) else None
 
 
 def _is_text(node: ast.stmt) -> bool:

@@ -29,6 +29,7 @@ from cambrian.agent._regions import (
     block_span,
     defined_names,
     inner_code,
+    into_only_function,
     loose_statements,
     merge_definitions,
     region_text,
@@ -123,6 +124,9 @@ def _place_region(old: str, code: str, path: str) -> tuple[str, str, str]:
         content, kind = splice(old, textwrap.indent(textwrap.dedent(code), indent)), "region"
     else:
         problem = syntax_error(code) or loose_statements(code, current)
+        wrapped = into_only_function(current, code) if problem.startswith("has ") else None
+        if wrapped is not None:  # the body of the block's one function, given bare
+            code, problem = wrapped, ""
         if problem:
             return "", "region", f"the code for {path} {problem}"
         merged = merge_definitions(current, code)

@@ -196,3 +196,23 @@ def test_line_numbers_survive_form_feeds_and_unicode_separators() -> None:
     old = 'X = "a\u2028b"\n\x0c\ndef f():\n    return 1\n\n\ndef g():\n    return f()\n'
     merged = merge_definitions(old, "def g():\n    return 2\n")
     assert merged == old.replace("return f()", "return 2")
+
+
+def test_a_bare_body_goes_into_the_block_s_only_function() -> None:
+    old = (
+        "# EVOLVE-BLOCK-START\n"
+        "def priority(item: float, bins: list[float]) -> list[float]:\n"
+        '    """Score each bin."""\n'
+        "    return [-(b - item) for b in bins]\n"
+        "# EVOLVE-BLOCK-END\n"
+    )
+    reply = "```python\nscores = [-(b - item) ** 2 for b in bins]\nreturn scores\n```"
+    result = apply_reply(reply, {"solve.py": old}, _never)
+    assert result.ok
+    assert result.changes["solve.py"] == (
+        "# EVOLVE-BLOCK-START\n"
+        "def priority(item: float, bins: list[float]) -> list[float]:\n"
+        "    scores = [-(b - item) ** 2 for b in bins]\n"
+        "    return scores\n"
+        "# EVOLVE-BLOCK-END\n"
+    )
