@@ -134,9 +134,9 @@ class MetaReviewer:
         if due <= self._started or due <= self._archive.meta_note_count():
             return 0.0
         self._started = due
-        messages = await self._messages(evaluated)
-        try:
-            completion = await self._llm.complete(messages)
+        messages, model = await self._messages(evaluated)
+        try:  # with the model of the newest child: a model ensemble counts no pull for it
+            completion = await self._llm.complete(messages, model=model)
         except LLMError as exc:
             log.warning("meta review failed (the run goes on without it): %s", exc)
             self._archive.record_llm_call(
@@ -157,8 +157,8 @@ class MetaReviewer:
             self._archive.add_meta_note(evaluated, completion.model, text)
         return completion.cost_usd
 
-    async def _messages(self, evaluated: int) -> list[dict[str, str]]:
-        """The meta prompt: recent improving and failing children, with their diffs."""
+    async def _messages(self, evaluated: int) -> tuple[list[dict[str, str]], str | None]:
+        """The meta prompt of recent children with their diffs, and the newest one's model."""
         recent = self._config.recent
         rows = self._archive.recent_children(READ_FACTOR * recent)
         improving, failing = split_children(rows, self._maximize, recent)
@@ -175,7 +175,8 @@ class MetaReviewer:
             "previous": notes[0]["text"] if notes else "",
             "max_chars": self._config.max_chars,
         }
-        return render_meta(self._templates, variables)
+        model = next((row["model"] for row in rows if row.get("model")), None)
+        return render_meta(self._templates, variables), model
 
     def _diffs(self, rows: Sequence[dict[str, Any]], cap: int) -> list[str]:
         """Each child's diff against its parent, capped ("" for a rejected child)."""

@@ -125,7 +125,7 @@ class ArchiveLedger:
         up = PROGRAMS.alias("parent_program")
         p = PROGRAMS.c
         query = (
-            select(p.id, p.parent_id, p.status, p.commit, p.operator)
+            select(p.id, p.parent_id, p.status, p.commit, p.operator, p.model)
             .add_columns(
                 func.coalesce(func.nullif(child.c.reason, ""), p.reason).label("reason"),
                 case((child.c.status == "ok", child.c.score)).label("score"),

@@ -130,7 +130,8 @@ class EnsembleLLM:
 
         Args:
             messages: OpenAI chat messages.
-            model: The model of the conversation's earlier turns (None: the policy picks).
+            model: The model of the conversation's earlier turns (None, or a name not in
+                the ensemble: the policy picks).
 
         Returns:
             The reply; ``model`` names the model that answered.
@@ -138,9 +139,9 @@ class EnsembleLLM:
         Raises:
             LLMError: When the chosen model fails after its retries.
         """
+        if model not in self._clients:  # None, or a model no longer in the ensemble
+            model = None
         follow_up = model is not None
-        if follow_up and model not in self._clients:
-            raise ValueError(f"unknown model {model!r}: the ensemble has {self._names}")
         model = model or self.choose()
         client = self._clients[model]
         estimate = estimate_cost(messages, await client.prices(), self._max_tokens[model])

@@ -179,3 +179,23 @@ def test_model_list_config_is_validated():
     for data, message in bad:
         with pytest.raises(ConfigError, match=message):
             build_config(data)
+
+
+def test_a_follow_up_turn_goes_to_its_model_and_counts_no_pull():
+    good, bad = _servers()
+    with good, bad:
+        llm = EnsembleLLM(_config(good, bad, selection="weights"), seed=3, backoff_s=0.01)
+
+        async def turns() -> list[str]:
+            first = await llm.complete(MESSAGES)
+            again = [await llm.complete(MESSAGES, model=first.model) for _ in range(3)]
+            gone = await llm.complete(MESSAGES, model="openai/removed")  # policy picks
+            return [first.model, *(c.model for c in again), gone.model]
+
+        models = asyncio.run(turns())
+    assert len(set(models[:4])) == 1  # every follow-up answered by the first model
+    stats = llm.stats()
+    assert stats[GOOD].pulls + stats[BAD].pulls == 2  # the first call and the fallback
+    assert stats[GOOD].calls + stats[BAD].calls == 5
+    llm.forget(models[0])
+    assert llm.stats()[models[0]].pulls == stats[models[0]].pulls - 1
