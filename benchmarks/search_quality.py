@@ -52,7 +52,7 @@ ARMS: dict[str, tuple[str, ...]] = {
     "adaptive": ('operators.adaptive="ucb"',),
     "compact": ('prompt.templates="compact"',),
 }
-Endpoint = tuple[str, str | None]  # litellm model name, api_base
+Endpoint = tuple[str, str | None, list[str]]  # litellm name, api_base, model settings
 
 
 # --- the model --------------------------------------------------------------------------
@@ -67,11 +67,17 @@ def shared_model(args: argparse.Namespace) -> Iterator[Endpoint | None]:
         server.start()
         print(f"model {args.model} ready in {time.perf_counter() - started:.1f} s", flush=True)
         try:
-            yield server.model, server.url
+            yield server.model, server.url, local_settings(server.local)
         finally:
             server.stop()
     else:
-        yield args.model, args.api_base
+        yield args.model, args.api_base, []
+
+
+def local_settings(model: Any) -> list[str]:
+    """What `cambrian run --model local:...` sets for the model, as overrides (arms win)."""
+    weights = [f"operators.{name}={weight}" for name, weight in model.operators]
+    return [f"llm.max_tokens={model.max_tokens}", "llm.prefill=true", *weights]
 
 
 @contextmanager
@@ -81,7 +87,7 @@ def endpoint(shared: Endpoint | None, seed: int) -> Iterator[Endpoint]:
         yield shared
         return
     with ScriptedLLMServer(mutate_numbers(seed)) as server:
-        yield "openai/scripted", server.url
+        yield "openai/scripted", server.url, []
 
 
 # --- one run ----------------------------------------------------------------------------
@@ -99,9 +105,9 @@ def run_overrides(arm: str, seed: int, args: argparse.Namespace) -> list[str]:
 
 def one_run(task: str, arm: str, seed: int, model: Endpoint, args: argparse.Namespace) -> dict:
     """Evolve ``task`` under ``arm`` for about ``args.calls`` LLM calls; return its figures."""
-    name, api_base = model
+    name, api_base, settings = model
     extra = {"llm": {"model": name, **({"api_base": api_base} if api_base else {})}}
-    overrides = run_overrides(arm, seed, args)
+    overrides = [*settings, *run_overrides(arm, seed, args)]
     with tempfile.TemporaryDirectory(prefix="cambrian-sq-") as tmp:
         ctx = open_run(TASKS / task, Path(tmp) / "run", extra=extra, overrides=overrides)
         try:
