@@ -42,7 +42,6 @@ class Proposal:
         edit: The edit of the last reply (its ``error`` set when it was refused).
         calls: Every completion, the first proposal call then the repair turns.
         operator: The variation operator used.
-        idea: The idea put into the prompt ("" when none).
         templates: Name of the template set used.
         failure: Why a repair turn's call failed after its retries ("" when none did).
     """
@@ -50,7 +49,6 @@ class Proposal:
     edit: EditResult
     calls: list[Completion] = field(default_factory=list)
     operator: str = ""
-    idea: str = ""
     templates: str = ""
     failure: str = ""
 
@@ -134,7 +132,7 @@ class Proposer:
             view["second"] = None
         start = render_answer_start(templates, view) if self._prefill else ""
         messages = render_messages(templates, view)
-        proposal = Proposal(EditResult(), operator=operator, idea=idea, templates=templates.name)
+        proposal = Proposal(EditResult(), operator=operator, templates=templates.name)
         for turn in range(self._config.repair_turns + 1):
             try:
                 completion = await self._ask(messages, start, proposal)
@@ -145,7 +143,7 @@ class Proposer:
                 proposal.edit = EditResult(error=f"repair turn failed: {exc}"[:300])
                 break
             text = self._without_idea(completion.text, view["idea"]) if start else completion.text
-            edit = await asyncio.to_thread(apply_reply, text, files, self._is_editable)
+            edit = await asyncio.to_thread(apply_reply, text, files, self._rules.is_editable)
             proposal.edit = await check(edit) if edit.ok else edit
             if proposal.edit.ok or turn == self._config.repair_turns or _final(proposal.edit):
                 break
@@ -195,10 +193,6 @@ class Proposer:
         """Ideas to sample from: the task's, the template set's and the meta review's."""
         own = list(self._config.ideas) + recommendation_lines(recommendations)
         return own * 2 + self._ideas[templates] if own else self._ideas[templates]
-
-    def _is_editable(self, path: str) -> bool:
-        """Whether the reply may create ``path``."""
-        return self._rules.is_editable(path)
 
 
 def _final(edit: EditResult) -> bool:
