@@ -327,7 +327,8 @@ class Evolution:
             try:
                 await self.evaluate(program)
             except SandboxError as exc:
-                self.error, self.stop_reason = str(exc), "sandbox_error"
+                if not self.stop_reason:  # at shutdown the sandbox is closed on purpose
+                    self.error, self.stop_reason = str(exc), "sandbox_error"
             finally:
                 self._pending -= 1
             await self._notify()

@@ -42,7 +42,7 @@ def _start(task: Path, run_dir: Path, url: str, islands: str) -> subprocess.Pope
         "--set", "archive.islands=2", "--set", "run.proposal_concurrency=2",
     )  # fmt: skip
     return subprocess.Popen(
-        cmd, env=scrubbed_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
 
 
@@ -102,13 +102,13 @@ def test_two_controllers_each_on_its_own_island(scaffold_task: Path, tmp_path: P
         try:
             deadline = time.time() + 60
             while not _evaluated(run_dir / "archive.db"):  # the run and its root exist
-                assert workers[0].poll() is None, workers[0].stderr.read().decode()
+                assert workers[0].poll() is None, workers[0].stdout.read().decode()
                 assert time.time() < deadline, "the first controller did not evaluate the root"
                 time.sleep(0.1)
             workers.append(_start(scaffold_task, run_dir, two.url, "1"))
             for proc in workers:
-                _, stderr = proc.communicate(timeout=120)
-                assert proc.returncode == 0, stderr.decode()
+                output, _ = proc.communicate(timeout=120)  # the summary names the stop
+                assert proc.returncode == 0, output.decode()[-3000:]
         finally:
             for proc in workers:
                 if proc.poll() is None:
