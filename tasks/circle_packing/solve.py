@@ -7,20 +7,42 @@ import math
 
 # EVOLVE-BLOCK-START
 N = 26
-ROWS = 5
-COLS = 5
+INNER = 8  # circles on the inner ring
+OUTER = 17  # circles on the outer ring
+INNER_RADIUS = 0.25  # distance of the inner ring from the centre
+OUTER_RADIUS = 0.45  # distance of the outer ring from the centre
+
+
+def centres():
+    """One circle in the middle, a ring of INNER around it and a ring of OUTER around that."""
+    points = [(0.5, 0.5)]
+    for count, distance in ((INNER, INNER_RADIUS), (OUTER, OUTER_RADIUS)):
+        for k in range(count):
+            angle = 2 * math.pi * k / count
+            points.append((0.5 + distance * math.cos(angle), 0.5 + distance * math.sin(angle)))
+    return points
+
+
+def radii(points):
+    """Radii that keep every circle inside the square and apart from the others.
+
+    Each circle starts as large as the walls allow; every overlapping pair then shrinks
+    in proportion until the two just touch.
+    """
+    r = [min(x, y, 1 - x, 1 - y) for x, y in points]
+    for i in range(len(points)):
+        for j in range(i + 1, len(points)):
+            distance = math.dist(points[i], points[j])
+            if r[i] + r[j] > distance:
+                scale = distance / (r[i] + r[j])
+                r[i] *= scale
+                r[j] *= scale
+    return r
 
 
 def pack():
-    """A 5 x 5 grid of equal circles, plus one small circle in a gap."""
-    r = 0.5 / max(ROWS, COLS)
-    circles = []
-    for i in range(ROWS):
-        for j in range(COLS):
-            circles.append(((2 * j + 1) * r, (2 * i + 1) * r, r))
-    gap = (math.sqrt(2) - 1) * r
-    circles.append((2 * r, 2 * r, gap))
-    return circles[:N]
+    points = centres()
+    return [(x, y, r) for (x, y), r in zip(points, radii(points))][:N]
 
 
 # EVOLVE-BLOCK-END

@@ -55,10 +55,33 @@ def test_every_task_config_loads(name):
     assert config.task.editable and config.evaluator.command == "python evaluate.py"
 
 
+def set_constant(folder: Path, name: str, value: str) -> None:
+    """Set one constant of circle_packing's solve.py."""
+    solve = folder / "solve.py"
+    lines = solve.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{name} = "))
+    lines[at] = f"{name} = {value}\n"
+    solve.write_text("".join(lines))
+
+
 def test_circle_packing_initial_score(tmp_path):
     out = result(task_copy(tmp_path, "circle_packing"))
-    assert out["score"] == pytest.approx(2.5 + 0.1 * (2**0.5 - 1), abs=1e-9)  # 25 + 1 in a gap
+    assert out["score"] == pytest.approx(1.736792, abs=1e-6)  # two rings, radii shrunk pairwise
     assert out["metrics"]["valid"] == 1 and "radius_spread" in out["features"]
+
+
+def test_circle_packing_a_wider_inner_ring_scores_higher(tmp_path):
+    folder = task_copy(tmp_path, "circle_packing")
+    set_constant(folder, "INNER_RADIUS", "0.3")
+    assert result(folder)["score"] == pytest.approx(1.836502, abs=1e-6)
+
+
+def test_circle_packing_a_ring_on_the_walls_is_invalid(tmp_path):
+    folder = task_copy(tmp_path, "circle_packing")
+    set_constant(folder, "OUTER_RADIUS", "0.5")  # outer centres on the walls: radius 0
+    out = result(folder)
+    assert out["score"] == 0 and out["metrics"]["valid"] == 0
+    assert "radius" in out["artifacts"]["feedback"]
 
 
 def test_bin_packing_initial_program_is_best_fit(tmp_path):
