@@ -8,7 +8,7 @@ import math
 # EVOLVE-BLOCK-START
 N = 26
 INNER = 8  # circles on the inner ring
-OUTER = 17  # circles on the outer ring
+OUTER = N - 1 - INNER  # circles on the outer ring: the rest
 INNER_RADIUS = 0.25  # distance of the inner ring from the centre
 OUTER_RADIUS = 0.45  # distance of the outer ring from the centre
 

@@ -76,6 +76,13 @@ def test_circle_packing_a_wider_inner_ring_scores_higher(tmp_path):
     assert result(folder)["score"] == pytest.approx(1.836502, abs=1e-6)
 
 
+def test_circle_packing_fewer_inner_circles_leave_the_count_right(tmp_path):
+    folder = task_copy(tmp_path, "circle_packing")
+    set_constant(folder, "INNER", "7")  # the outer ring takes the circle: still 26
+    out = result(folder)
+    assert out["metrics"]["circles"] == 26 and out["score"] == pytest.approx(1.770251, abs=1e-6)
+
+
 def test_circle_packing_a_ring_on_the_walls_is_invalid(tmp_path):
     folder = task_copy(tmp_path, "circle_packing")
     set_constant(folder, "OUTER_RADIUS", "0.5")  # outer centres on the walls: radius 0
