@@ -9,7 +9,7 @@ from the archive by call index (all calls: propose, repair, meta, failed) and th
 headline "best" is the best program found within the first ``--calls`` calls.
 
 Arms: cambrian (the defaults), random (uniform parent over all evaluated programs),
-greedy (always the best program), and the ablations diff_only, region_only, no_meta,
+greedy (always the best program), and the ablations diff_only, region_only, no_line, no_meta,
 no_repair, adaptive (ucb operators) and compact (compact templates).
 
     python benchmarks/search_quality.py [--model local:qwen2.5-coder-0.5b]
@@ -40,13 +40,19 @@ from cambrian.llm import OfflineModelServer, ScriptedLLMServer, mutate_numbers
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 CHECKPOINTS = (10, 25, 50, 100)
 BASELINES = ("random", "greedy")
-_ZERO = ("operators.region=0", "operators.rewrite=0", "operators.crossover=0")
+_ZERO = ("operators.region=0", "operators.rewrite=0", "operators.crossover=0", "operators.line=0")
 ARMS: dict[str, tuple[str, ...]] = {
     "cambrian": (),
     "random": ('archive.selection="random"',),
     "greedy": ('archive.selection="greedy"',),
     "diff_only": (*_ZERO, "operators.diff=1"),
-    "region_only": ("operators.diff=0", "operators.rewrite=0", "operators.crossover=0"),
+    "region_only": (
+        "operators.diff=0",
+        "operators.rewrite=0",
+        "operators.crossover=0",
+        "operators.line=0",
+    ),
+    "no_line": ("operators.line=0",),
     "no_meta": ("meta.interval=0",),
     "no_repair": ("prompt.repair_turns=0",),
     "adaptive": ('operators.adaptive="ucb"',),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Annotated
@@ -58,12 +59,18 @@ def build_image(
 
 @sandbox_app.command()
 def check() -> None:
-    """Print, per backend, whether it works here and which isolation it gives."""
+    """Print, per backend, whether it works here and which isolation it gives.
+
+    ``rlimits`` is the process backend without bubblewrap: where it would leave
+    candidate code under your own uid it says so, and how to opt in.
+    """
     from cambrian.errors import SandboxError
     from cambrian.sandbox import DockerSandbox, ProcessSandbox
 
     config = SandboxConfig()
-    for name, make in (("docker", DockerSandbox), ("process", ProcessSandbox)):
+    rlimits = functools.partial(ProcessSandbox, isolation="rlimits")
+    makers = (("docker", DockerSandbox), ("process", ProcessSandbox), ("rlimits", rlimits))
+    for name, make in makers:
         try:
             box = make(config, run_id="check")
             out.print(f"{name}: usable: {box.describe()}")

@@ -57,7 +57,11 @@ def ui(
     db: Annotated[str | None, typer.Option(help="Archive database URL (all its runs).")] = None,
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
     host: Annotated[
-        str, typer.Option(help="Address to bind; off loopback a token is required.")
+        str,
+        typer.Option(
+            help="Address to bind; off loopback a token is required. Requests must name it "
+            "or a loopback name in their Host header."
+        ),
     ] = "127.0.0.1",
     token: Annotated[
         str | None, typer.Option(help="Access token (generated off loopback).")
@@ -81,7 +85,7 @@ def ui(
         url = url or run_url
         sources[source.run_id] = source
     secret = resolve_token(host, token)
-    app = create_app(ArchiveViews(url), sources, token=secret)
+    app = create_app(ArchiveViews(url), sources, token=secret, host=host)
     where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     out.print(f"cambrian ui on {where}" + (f"?token={secret}" if secret else ""))
     if secret and not token:

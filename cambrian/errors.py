@@ -23,3 +23,7 @@ class LLMError(CambrianError):
 
 class ArchiveError(CambrianError):
     """The archive database or lineage repository is unusable."""
+
+
+class BudgetError(LLMError):
+    """An LLM call was refused: it does not fit under ``run.max_cost_usd`` now."""

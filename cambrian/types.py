@@ -170,11 +170,16 @@ class Sandbox(Protocol):
         limits: Limits,
         env: Mapping[str, str] | None = None,
         readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        result_dir: Path | None = None,
     ) -> RunResult:
-        """Run ``command`` (a shell line) in ``workdir`` with ``limits``.
+        """Run ``command`` (a shell line, the evaluator) in ``workdir`` with ``limits``.
 
         ``env`` adds variables on top of the scrubbed allowlist. ``readonly`` lists paths
-        relative to ``workdir`` that the command must not modify.
+        relative to ``workdir`` that the command must not modify. The command reaches
+        candidate code through ``$CAMBRIAN_RUN`` (the inner tier), which never sees the
+        ``private`` paths (relative to ``workdir``) nor ``result_dir`` (a folder outside
+        ``workdir`` the command may write; its files are there afterwards).
         """
         ...
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import itertools
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +14,10 @@ from cambrian.evaluators.compat import PRIVATE_METRICS
 from cambrian.types import Archive, Evaluation, Program
 
 EVOLVE_MARK = "EVOLVE-BLOCK-START"
+#: Most metrics a prompt shows of one program; the rest are stored, not shown.
+SHOWN_METRICS = 32
+#: Longest metric name or non-numeric value a prompt shows (longer ones are cut).
+SHOWN_CHARS = 100
 
 
 def editable_contents(lineage: Any, rules: FileRules, commit: str) -> dict[str, str]:
@@ -20,10 +26,28 @@ def editable_contents(lineage: Any, rules: FileRules, commit: str) -> dict[str, 
 
 
 def shown_metrics(evaluation: Evaluation | None) -> dict[str, Any]:
-    """The metrics the LLM may see: all but the private ones (stored, never shown)."""
+    """The metrics the LLM may see: the first ``SHOWN_METRICS`` but the private ones, cut."""
     if evaluation is None:
         return {}
-    return {k: v for k, v in evaluation.metrics.items() if k != PRIVATE_METRICS}
+    public = (item for item in evaluation.metrics.items() if item[0] != PRIVATE_METRICS)
+    return {_cut(str(k)): _shown(v) for k, v in itertools.islice(public, SHOWN_METRICS)}
+
+
+def _shown(value: Any) -> Any:
+    """A metric value as a prompt shows it: a number as it is, anything else as cut text."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)  # the template formats numbers, and only floats that fit
+        except OverflowError:
+            pass
+    return _cut(value if isinstance(value, str) else json.dumps(value, default=str))
+
+
+def _cut(text: str) -> str:
+    """``text``, cut to ``SHOWN_CHARS`` characters."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def _file_list(files: dict[str, str]) -> list[dict[str, str]]:

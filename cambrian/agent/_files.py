@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -23,6 +24,10 @@ _LANGS = {
     ".toml": "toml",
     ".json": "json",
 }
+
+
+# Suffixes Python imports a module from (extension modules carry a tag before ".so").
+_MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".so", ".pyd")
 
 
 @lru_cache(maxsize=256)
@@ -71,6 +76,20 @@ def safe_path(path: str) -> bool:
     )
 
 
+def module_name(path: str) -> str:
+    """The module ``path`` defines when its folder is on ``sys.path`` ("" for none).
+
+    ``json.py`` and ``json.cpython-311-x86_64-linux-gnu.so`` define ``json``; so does
+    ``json/__init__.py`` (a package comes before a module of its name in the same folder).
+    """
+    parts = path.split("/")
+    name = parts[-1]
+    if not name.endswith(_MODULE_SUFFIXES):
+        return ""
+    stem = name.split(".", 1)[0]
+    return parts[-2] if stem == "__init__" and len(parts) > 1 else stem
+
+
 class FileRules:
     """Editable and protected files of a task.
 
@@ -89,6 +108,8 @@ class FileRules:
         self._editable = tuple(editable)
         self._protected = tuple(protected)
         self._files = frozenset(files)
+        guarded = (module_name(p) for p in self._files if not self.is_editable(p))
+        self._guarded = frozenset(guarded) - {""}
 
     def is_editable(self, path: str) -> bool:
         """Whether the LLM may change ``path``."""
@@ -100,6 +121,28 @@ class FileRules:
         """Whether a parent folder of ``path`` is one of the task's files."""
         parts = path.split("/")
         return any("/".join(parts[:i]) in self._files for i in range(1, len(parts)))
+
+    def shadowing(self, paths: Iterable[str]) -> str:
+        """Why one of ``paths``, if created, would shadow a module the evaluator may import.
+
+        The evaluator's folder comes first on its ``sys.path``, so a new ``json.py``
+        there would be imported in place of the standard library's, and a new
+        ``helpers/__init__.py`` in place of the task's protected ``helpers.py``. Files
+        of the task itself are left alone.
+
+        Returns:
+            A one-line reason naming the first such path, or "" when none shadows.
+        """
+        for path in sorted(set(paths) - self._files):
+            name = module_name(path)
+            if name in sys.stdlib_module_names:
+                whose = "the standard-library module"
+            elif name in self._guarded:
+                whose = "the evaluator's module"
+            else:
+                continue
+            return f"new file {path} would shadow {whose} '{name}'; give it another name"
+        return ""
 
     def editable_files(self, paths: Iterable[str]) -> list[str]:
         """The editable ones among ``paths``, sorted."""

@@ -12,17 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from cambrian.agent._budget import BudgetedLLM, CostBudget
 from cambrian.agent._children import DUPLICATE, ChildStore
 from cambrian.agent._context import prompt_context, with_builtin_features
 from cambrian.agent._islands import choose_islands
 from cambrian.agent._meta import MetaReviewer
-from cambrian.agent._models import forget_child, reward_child, within_budget
+from cambrian.agent._models import forget_child, reward_child
 from cambrian.agent._novelty import NEAR_DUPLICATE, get_novelty
 from cambrian.agent._operators import OperatorPolicy
 from cambrian.agent._propose import Proposer
 from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
-from cambrian.errors import LLMError, SandboxError
+from cambrian.errors import BudgetError, LLMError, SandboxError
 from cambrian.llm import EnsembleLLM, ModelStats
 from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
 
@@ -69,7 +70,8 @@ class Evolution:
         self._pending = self._proposing = self._llm_failures = self._evaluated = self._proposals = 0
         self._root: Program | None = None
         self.stop_reason = self.error = ""
-        self._spent_usd = 0.0
+        self._budget = CostBudget(ctx.config.run.max_cost_usd)
+        llm = BudgetedLLM(ctx.llm, self._budget)  # every call, meta reviews too
         self._rng = random.Random(ctx.config.run.seed)
         self._busy: Counter[str] = Counter()  # proposals in flight per parent
         self._unevaluated: Counter[str] = Counter()  # children waiting for evaluation
@@ -77,7 +79,7 @@ class Evolution:
         self._duplicates = 0
         operators = OperatorPolicy(ctx.config.operators, seed=ctx.config.run.seed)
         self._proposer = Proposer(
-            ctx.llm,
+            llm,
             ctx.config.prompt,
             operators,
             ctx.rules,
@@ -87,7 +89,7 @@ class Evolution:
         )
         self._novelty = get_novelty(ctx.config.novelty)
         self._children = ChildStore(ctx, self._novelty)
-        self._meta = MetaReviewer.for_run(ctx)
+        self._meta = MetaReviewer.for_run(ctx, llm)
         self._reviews: set[asyncio.Task] = set()
         # Its own threads: asyncio's default pool has min(32, CPUs + 4), fewer than a
         # cluster's evaluation slots.
@@ -109,7 +111,6 @@ class Evolution:
                 check = partial(self._children.check, parent, variables, files, staged)
                 proposal = await self._proposer.propose(variables, files, check)
                 child = self._children.store(parent, island, proposal, staged)
-                self._spent_usd += sum(call.cost_usd for call in proposal.calls)
                 if child.status is ProgramStatus.REJECTED:
                     self._rejected(child)
                 if not child.reason.startswith(NEAR_DUPLICATE):
@@ -176,8 +177,9 @@ class Evolution:
 
     async def _review(self, evaluated: int) -> None:
         """A meta review when one is due and the budget allows it."""
-        if within_budget(self.ctx, self._spent_usd):
-            self._spent_usd += await self._meta.review_if_due(evaluated)
+        if self._budget.allows():
+            await self._meta.review_if_due(evaluated)
+            await self._notify()  # its call no longer holds budget back
 
     def _evaluate_in_workdir(self, program: Program) -> Evaluation:
         """Blocking part of ``evaluate``; runs in a worker thread."""
@@ -203,7 +205,7 @@ class Evolution:
     async def run(self) -> str:
         """Run until iterations, target score, proposal cap or an error; return why it stopped."""
         stats = self.ctx.archive.stats()
-        self._spent_usd = stats["cost_usd"]
+        self._budget.spent_usd = stats["cost_usd"]
         if isinstance(self.ctx.llm, EnsembleLLM):  # the bandit resumes from the archive
             history = self.ctx.archive.model_stats()
             self.ctx.llm.restore({name: ModelStats(**row) for name, row in history.items()})
@@ -296,13 +298,20 @@ class Evolution:
         backlog = self._pending >= 2 * self.ctx.config.run.eval_concurrency
         return in_flight < self._target and not backlog
 
+    def _may_start(self) -> bool:
+        """Whether a proposal may start: room for it, and its call fits the budget.
+
+        When it does not fit only because of calls in flight, the proposal waits for them.
+        """
+        return self._has_room() and (self._budget.allows() or self._budget.exhausted())
+
     async def _propose_forever(self, worker: int) -> None:
         while True:
-            await self._wait(lambda: self._has_room() or self._stopping())
+            await self._wait(lambda: self._may_start() or self._stopping())
             cap = self.ctx.config.run.max_proposals
             if self._proposals >= cap or self._duplicates >= cap or self._stopping():
                 return
-            if not within_budget(self.ctx, self._spent_usd):
+            if self._budget.exhausted():
                 self.stop_reason = self.stop_reason or "max_cost"
                 await self._notify()
                 return
@@ -312,6 +321,9 @@ class Evolution:
                 island = self._islands[(self._proposals + worker) % len(self._islands)]
                 program = await self.propose(island)
                 self._llm_failures = 0
+            except BudgetError:  # others' calls took the room while this one waited
+                program = None
+                self._proposals -= 1
             except LLMError as exc:
                 program = None
                 self._llm_failure(exc)

@@ -110,11 +110,11 @@ class MetaReviewer:
         self._started = 0
 
     @classmethod
-    def for_run(cls, ctx: Any) -> MetaReviewer:
-        """The reviewer of an opened run (a ``RunContext``)."""
+    def for_run(cls, ctx: Any, llm: LLM) -> MetaReviewer:
+        """The reviewer of an opened run (a ``RunContext``), asking ``llm``."""
         config = ctx.config
         task = {"description": config.task.description, "direction": config.evaluator.direction}
-        return cls(ctx.llm, config.meta, ctx.archive, ctx.lineage, ctx.templates, task)
+        return cls(llm, config.meta, ctx.archive, ctx.lineage, ctx.templates, task)
 
     async def review_if_due(self, evaluated: int) -> float:
         """Review the recent children when ``evaluated`` reached the next multiple of the interval.

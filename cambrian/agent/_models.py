@@ -15,9 +15,9 @@ from cambrian.llm import (
     EnsembleLLM,
     ModelServer,
     OfflineModelServer,
-    budget_allows,
     default_model_from_env,
     local_model,
+    offline_model,
 )
 from cambrian.types import Evaluation, Program
 
@@ -56,8 +56,7 @@ def resolve_models(
         llm = config.llm.model_copy(update={"model": model})
         return config.model_copy(update={"llm": llm}), []
     else:
-        server = OfflineModelServer()
-        server.start()
+        server = _serve_local(offline_model(), log_dir)
         log.warning(server.notice)
     update = {"model": server.model, "api_base": server.url}
     if "max_tokens" not in config.llm.model_fields_set:
@@ -172,9 +171,3 @@ def forget_child(ctx: RunContext, operators: OperatorPolicy, program: Program) -
     operators.forget(program.operator)
     if isinstance(ctx.llm, EnsembleLLM) and program.model is not None:
         ctx.llm.forget(program.model)
-
-
-def within_budget(ctx: RunContext, spent_usd: float) -> bool:
-    """Whether spent plus in-flight cost leaves room under ``run.max_cost_usd``."""
-    in_flight = ctx.llm.in_flight_usd if isinstance(ctx.llm, EnsembleLLM) else 0.0
-    return budget_allows(spent_usd, in_flight, ctx.config.run.max_cost_usd)

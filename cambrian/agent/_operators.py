@@ -2,7 +2,8 @@
 
 An operator decides the prompt's request and the reply format (``diff``: SEARCH/REPLACE;
 ``region``: the EVOLVE-BLOCK's or the changed functions' new code; ``rewrite``: whole
-files; ``crossover``: two programs to combine, answered like ``region``). Operators are
+files; ``crossover``: two programs to combine, answered like ``region``; ``line``: one
+simple statement named for change, answered like ``region``). Operators are
 drawn by weight, or by a bandit credited with each child's improvement exactly as the
 model ensemble is. Each prompt also carries one idea, sampled from the task's ideas,
 the template set's ``ideas.txt`` and the run's meta-recommendations, so that a small
@@ -11,6 +12,7 @@ model asked the same question twice still makes different changes.
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -23,9 +25,13 @@ from cambrian.llm import ModelStats
 from cambrian.llm import choose as choose_policy
 from cambrian.prompts import TEMPLATE_DIR
 
-OPERATORS = ("diff", "region", "rewrite", "crossover")
+OPERATORS = ("diff", "region", "rewrite", "crossover", "line")
+LINE_IDEA = "Change the numbers in `{line}` to values you expect to score better."
 IDEAS_FILE = "ideas.txt"
 _NOT_CODE = ("#", '"""', "'''", '"', "'")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d*)?(?:e-?\d+)?")
+CONSTANT_WEIGHT = 8  # how much likelier a pick a line whose right side is a number is
+NUMBER_WEIGHT = 2  # ... and one whose right side holds a number
 _ITEM = re.compile(r"^(?:[-*\u2022]|\d{1,2}[.)])\s+(.*)$")
 
 
@@ -66,6 +72,52 @@ def fill_idea(idea: str, files: Mapping[str, str], rng: random.Random) -> str:
     lines = [line.strip() for text in files.values() for line in _changeable(text)]
     lines = [line for line in lines if len(line) > 3 and not line.startswith(_NOT_CODE)]
     return idea.replace("{line}", rng.choice(lines)) if lines else ""
+
+
+def pick_line(files: Mapping[str, str], rng: random.Random) -> tuple[str, str] | None:
+    """A simple statement the model may change, and its left side: ``(line, head)``.
+
+    Only single-line assignments and returns qualify (``R = 0.3``, ``r[i] *= s``,
+    ``return x``): their head (``R = ``, ``r[i] *= ``, ``return ``) can begin the answer,
+    so a small model writes a new right side rather than echoing the program. A line
+    whose right side is a number (a parameter to tune, such as ``R = 0.3``) is
+    ``CONSTANT_WEIGHT`` times as likely as a line with no number, one whose right side
+    holds a number ``NUMBER_WEIGHT`` times. None when the editable code has no such line.
+    """
+    picks = simple_lines(files)
+    if not picks:
+        return None
+    return rng.choices(picks, weights=[_weight(line[len(head) :]) for line, head in picks])[0]
+
+
+def _weight(right: str) -> int:
+    """How likely a line is picked, from its right side: parameters first."""
+    value = right.split("#", 1)[0].strip()
+    if _NUMBER.fullmatch(value.lstrip("-")):
+        return CONSTANT_WEIGHT
+    return NUMBER_WEIGHT if _NUMBER.search(value) else 1
+
+
+def simple_lines(files: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every ``(line, head)`` that ``pick_line`` may pick."""
+    lines = (line.strip() for text in files.values() for line in _changeable(text))
+    return [(line, head) for line in lines if (head := _head(line))]
+
+
+def _head(line: str) -> str:
+    """The left side of a one-line assignment or return, with its operator ("" if none)."""
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError):
+        return ""
+    if len(tree.body) != 1:
+        return ""
+    node = tree.body[0]
+    if isinstance(node, ast.Return) and node.value is not None:
+        return "return "
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign) and node.value is not None:
+        return line.encode()[: node.value.col_offset].decode()  # offsets count UTF-8 bytes
+    return ""
 
 
 def _changeable(text: str) -> list[str]:

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cambrian.agent._edit_parts import reject
 from cambrian.agent._edits import EditResult, apply_reply
 from cambrian.agent._files import FileRules
 from cambrian.agent._operators import (
+    LINE_IDEA,
     OperatorPolicy,
     fill_idea,
+    pick_line,
     read_ideas,
     recommendation_lines,
+    simple_lines,
 )
 from cambrian.config import PromptConfig
 from cambrian.errors import LLMError
@@ -124,13 +128,13 @@ class Proposer:
                 with ``error`` set when it is refused.
         """
         templates = self._choice(self._templates)
-        operator = self._operator(variables)
+        operator = self._operator(variables, files)
         pool = self._idea_pool(templates, variables.get("recommendations", ""))
-        idea = self._idea(pool, files) if variables["parent"]["ok"] else ""
+        idea, head = self._idea(pool, files, operator) if variables["parent"]["ok"] else ("", "")
         view = {**variables, "operator": operator, "idea": idea}
         if operator != "crossover":
             view["second"] = None
-        start = render_answer_start(templates, view) if self._prefill else ""
+        start = render_answer_start(templates, view) + head if self._prefill else ""
         messages = render_messages(templates, view)
         proposal = Proposal(EditResult(), operator=operator, templates=templates.name)
         for turn in range(self._config.repair_turns + 1):
@@ -143,15 +147,17 @@ class Proposer:
                 proposal.edit = EditResult(error=f"repair turn failed: {exc}"[:300])
                 break
             text = self._without_idea(completion.text, view["idea"]) if start else completion.text
-            edit = await asyncio.to_thread(apply_reply, text, files, self._rules.is_editable)
+            edit = await self._apply(text, files)
             proposal.edit = await check(edit) if edit.ok else edit
             if proposal.edit.ok or turn == self._config.repair_turns or _final(proposal.edit):
                 break
-            again = self._idea(pool, files) if variables["parent"]["ok"] else ""
+            again, head = (
+                self._idea(pool, files, operator) if variables["parent"]["ok"] else ("", "")
+            )
             retry = {**view, "error": proposal.edit.error, "idea": again}
             retry["unchanged"] = proposal.edit.error.startswith(_UNCHANGED)
             view = retry
-            start = render_answer_start(templates, view) if self._prefill else ""
+            start = render_answer_start(templates, view) + head if self._prefill else ""
             messages = [
                 *messages,
                 {"role": "assistant", "content": completion.text},
@@ -173,18 +179,36 @@ class Proposer:
         proposal.calls.append(completion)
         return completion
 
+    async def _apply(self, text: str, files: dict[str, str]) -> EditResult:
+        """The reply's edit, refused when a file it creates would shadow a module."""
+        edit = await asyncio.to_thread(apply_reply, text, files, self._rules.is_editable)
+        shadow = self._rules.shadowing(edit.changes.keys() - files.keys())
+        return reject(shadow, edit.kind) if shadow else edit
+
     @staticmethod
     def _without_idea(text: str, idea: str) -> str:
         """The reply without the idea comment the prefill put at the top of its code."""
         return text.replace(f"# {idea}\n", "", 1) if idea else text
 
-    def _idea(self, pool: list[str], files: dict[str, str]) -> str:
-        """One idea from ``pool``, its ``{line}`` filled with a line of the parent's code."""
-        return fill_idea(self.operators.idea(pool), files, self.operators.rng)
+    def _idea(self, pool: list[str], files: dict[str, str], operator: str) -> tuple[str, str]:
+        """One idea from ``pool`` and the code the answer starts with (``line`` only).
 
-    def _operator(self, variables: dict[str, Any]) -> str:
-        """The operator for this proposal: crossover only when a second program exists."""
+        An idea's ``{line}`` is filled with a line of the parent's code. The ``line``
+        operator names a simple statement (see ``pick_line``) in one of the pool's
+        ``{line}`` ideas, and its answer starts with that statement's left side.
+        """
+        rng = self.operators.rng
+        if operator != "line":
+            return fill_idea(self.operators.idea(pool), files, rng), ""
+        line, head = pick_line(files, rng) or ("", "")
+        ideas = [idea for idea in pool if "{line}" in idea] or [LINE_IDEA]
+        return self.operators.idea(ideas).replace("{line}", line), head
+
+    def _operator(self, variables: dict[str, Any], files: dict[str, str]) -> str:
+        """The operator: line only from a working parent, crossover only with a second one."""
         available = ["diff", "region", "rewrite"]
+        if variables["parent"]["ok"] and simple_lines(files):  # a failed one needs a fix
+            available.append("line")
         if variables.get("second") and variables["parent"]["ok"]:
             available.append("crossover")
         return self.operators.choose(available)

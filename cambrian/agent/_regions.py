@@ -101,9 +101,9 @@ def loose_statements(code: str, region: str) -> str:
         new, old = ast.parse(code), ast.parse(region)
     except (SyntaxError, ValueError):
         return ""
-    if any(not _names(node) and not _is_text(node) for node in old.body):
+    if any(not _names(node) and not is_text(node) for node in old.body):
         return ""
-    loose = [node for node in new.body if not _names(node) and not _is_text(node)]
+    loose = [node for node in new.body if not _names(node) and not is_text(node)]
     if not loose or any(isinstance(node, _NAMED) for node in new.body):
         return ""
     first = loose[0]
@@ -125,7 +125,7 @@ def into_only_function(region: str, body: str) -> str | None:
     except (SyntaxError, ValueError):
         return None
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    others = [n for n in tree.body if n not in functions and not _is_text(n)]
+    others = [n for n in tree.body if n not in functions and not is_text(n)]
     if len(functions) != 1 or others:
         return None
     function = functions[0]
@@ -136,7 +136,7 @@ def into_only_function(region: str, body: str) -> str | None:
     return wrapped if not syntax_error(wrapped) else None
 
 
-def _is_text(node: ast.stmt) -> bool:
+def is_text(node: ast.stmt) -> bool:
     """Whether a statement is a bare literal (a docstring or a stray string)."""
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
 

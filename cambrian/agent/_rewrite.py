@@ -36,6 +36,7 @@ from cambrian.agent._regions import (
     splice,
     syntax_error,
 )
+from cambrian.agent._statements import into_statements
 
 UNNAMED = "several files are editable: name the file on the line before each code block"
 _Fenced = list[tuple[str | None, str]]
@@ -120,8 +121,11 @@ def _place_region(old: str, code: str, path: str) -> tuple[str, str, str]:
     if not path.endswith(".py"):
         return splice(old, code), "region", ""
     indent = _indent(current) if syntax_error(current) else ""
+    placed = None if indent else into_statements(current, code)
     if indent:  # a block inside a function: its new body, at the block's indentation
         content, kind = splice(old, textwrap.indent(textwrap.dedent(code), indent)), "region"
+    elif placed is not None:  # changed statements of a function, given without its def
+        content, kind = splice(old, placed), "lines"
     else:
         problem = syntax_error(code) or loose_statements(code, current)
         wrapped = into_only_function(current, code) if problem.startswith("has ") else None

@@ -53,6 +53,12 @@ class OperatorConfig(_Section):
     crossover: float = Field(
         default=0.5, ge=0, description="Two programs shown; combine them (region format)."
     )
+    line: float = Field(
+        default=0.0,
+        ge=0,
+        description="One simple statement of the code (an assignment or a return) named "
+        "for change; with llm.prefill the answer starts with that statement's left side.",
+    )
     adaptive: Literal["off", "ucb", "thompson"] = Field(
         default="off",
         description="off: draw by weight; ucb or thompson: a bandit over the operators with "
@@ -64,7 +70,8 @@ class OperatorConfig(_Section):
     def _check(self) -> OperatorConfig:
         if not any(self.weights().values()):
             raise ValueError(
-                "operators: give at least one of diff, region, rewrite, crossover a weight > 0"
+                "operators: give at least one of diff, region, rewrite, crossover, line "
+                "a weight > 0"
             )
         return self
 
@@ -75,6 +82,7 @@ class OperatorConfig(_Section):
             "region": self.region,
             "rewrite": self.rewrite,
             "crossover": self.crossover,
+            "line": self.line,
         }
 
 

@@ -58,6 +58,11 @@ class EvaluatorConfig(_Section):
         description="Extra globs made read-only during evaluation; every non-editable "
         "file of the task is protected already.",
     )
+    private: tuple[str, ...] = Field(
+        default=(),
+        description="Globs of task files (e.g. hidden_tests/**) the evaluator reads and "
+        "candidate code never sees.",
+    )
     adapter: Literal["none", "openevolve", "shinka"] = Field(
         default="none",
         description="Foreign task format: its runner script is put into each work dir as "
@@ -140,6 +145,11 @@ class SandboxConfig(_Section):
     output_kb: int = Field(default=256, gt=0, description="Captured stdout/stderr cap (tail).")
     file_size_mb: int = Field(default=256, gt=0)
     network: bool = Field(default=False, description="Let candidate code reach the network.")
+    allow_unisolated: bool = Field(
+        default=False,
+        description="Process backend, not root, no bubblewrap: run candidates as your own "
+        "uid beside the evaluator instead of refusing.",
+    )
     image: str | None = Field(
         default=None, description="Docker image; unset: cambrian/sandbox:py<X.Y> (build-image)."
     )
@@ -230,7 +240,9 @@ class LLMConfig(_Section):
     )
     max_tokens: int = Field(default=4096, gt=0)
     timeout_s: float = Field(default=180.0, gt=0, description="Hard deadline per call.")
-    retries: int = Field(default=4, ge=0, description="Retries on 429, 5xx, connection errors.")
+    retries: int = Field(
+        default=4, ge=0, description="Retries on 429, 5xx, connection errors; a timeout once."
+    )
     price_in: float | None = Field(default=None, ge=0, description="USD/M prompt tokens.")
     price_out: float | None = Field(default=None, ge=0, description="USD/M completion tokens.")
     models: tuple[ModelEntry, ...] = Field(default=(), description="Empty: llm.model alone.")
@@ -239,6 +251,13 @@ class LLMConfig(_Section):
     )
     ucb_c: float = Field(default=1.0, ge=0, description="ucb: weight of the exploration bonus.")
     cost_weight: float = Field(default=0.0, ge=0, description="ucb: weight of the cost penalty.")
+    bench_after: int = Field(
+        default=2, ge=0, description="Consecutive failed calls that bench a model; 0: never."
+    )
+    bench_cooldown_s: float = Field(
+        default=30.0, gt=0, description="First cool-down of a benched model; doubles per failure."
+    )
+    bench_max_cooldown_s: float = Field(default=600.0, gt=0, description="Longest cool-down.")
 
     @model_validator(mode="after")
     def _check(self) -> LLMConfig:
@@ -342,7 +361,8 @@ class RunConfig(_Section):
     max_cost_usd: float | None = Field(
         default=None,
         gt=0,
-        description="No new proposal starts once spent plus in-flight estimate reaches this.",
+        description="An LLM call starts only while spent plus an estimate for the calls in "
+        "flight and the new one stays within this; a run ends over it by about one call.",
     )
     seed: int = 0
 

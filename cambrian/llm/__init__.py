@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         choose_weighted,
         ucb_scores,
     )
+    from cambrian.llm._breaker import CircuitBreaker
     from cambrian.llm._client import (
         LiteLLMClient,
         default_model_from_env,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         assemble,
         cache_dir,
         local_model,
+        offline_model,
     )
     from cambrian.llm._offline import (
         OFFLINE_NOTICE,
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from cambrian.llm._serve import ENGINES, EngineSpec, ModelServer, engine_command
 
 __all__ = [
+    "CircuitBreaker",
     "EnsembleLLM",
     "ModelStats",
     "Prices",
@@ -74,6 +77,7 @@ __all__ = [
     "assemble",
     "cache_dir",
     "local_model",
+    "offline_model",
     "OFFLINE_NOTICE",
     "EngineSpec",
     "ModelServer",
@@ -97,6 +101,7 @@ _MODULES = {
     "choose_ucb": "_bandit",
     "choose_weighted": "_bandit",
     "ucb_scores": "_bandit",
+    "CircuitBreaker": "_breaker",
     "sample_temperature": "_client",
     "Prices": "_cost",
     "budget_allows": "_cost",
@@ -115,6 +120,7 @@ _MODULES = {
     "assemble": "_local_models",
     "cache_dir": "_local_models",
     "local_model": "_local_models",
+    "offline_model": "_local_models",
     "OFFLINE_NOTICE": "_offline",
     "offline_notice": "_offline",
     "OfflineModelServer": "_offline",

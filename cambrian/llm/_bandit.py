@@ -57,8 +57,12 @@ class ModelStats:
 
     @property
     def mean_cost(self) -> float:
-        """Mean cost per finished call (0.0 before any)."""
-        return self.cost_usd / self.calls if self.calls else 0.0
+        """Mean cost per answered call (0.0 before any).
+
+        Failed calls cost nothing and are left out: they must not make a model look cheap.
+        """
+        answered = self.calls - self.errors
+        return self.cost_usd / answered if answered > 0 else 0.0
 
 
 def choose_weighted(weights: Sequence[float], rng: random.Random) -> int:

@@ -23,9 +23,13 @@ from cambrian.errors import LLMError
 from cambrian.llm._cost import Prices, resolve_prices
 from cambrian.types import LLM, Completion
 
+#: Most tokens one call is counted for: a reply's usage numbers are the server's claim.
+MAX_TOKENS = 10**9
 _BACKOFF_CAP_S = 20.0
 _RETRY_AFTER_CAP_S = 60.0
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# A call that missed its deadline twice is hung: a third try would only cost another one.
+_TIMEOUT_TRIES = 2
 # Checked in order; the first key present in the environment picks the default model.
 _PROVIDER_DEFAULTS = (
     ("OPENAI_API_KEY", "openai/gpt-4o-mini"),
@@ -84,9 +88,9 @@ class LiteLLMClient:
     """A chat model reached through litellm (any provider or OpenAI-compatible server).
 
     Every attempt runs under a hard deadline of ``config.timeout_s``. Rate limits (429),
-    server errors (5xx), connection errors and timeouts are retried up to
-    ``config.retries`` times with exponential backoff and jitter, honouring
-    ``Retry-After``. Authentication, not-found and bad-request errors fail at once.
+    server errors (5xx) and connection errors are retried up to ``config.retries`` times
+    with exponential backoff and jitter, honouring ``Retry-After``; a timeout is retried
+    once at most. Authentication, not-found and bad-request errors fail at once.
 
     A ``[lo, hi]`` temperature is sampled anew for every call, and no ``seed`` is sent,
     so identical prompts get different samples.
@@ -134,6 +138,7 @@ class LiteLLMClient:
 
         kwargs = self._request(messages)
         start = time.perf_counter()
+        timeouts = 0
         for attempt in range(self._config.retries + 1):
             try:
                 response = await asyncio.wait_for(
@@ -141,11 +146,13 @@ class LiteLLMClient:
                 )
             except (openai.OpenAIError, TimeoutError) as exc:
                 status = _status(exc)
-                self.error_counts[error_class(exc, status)] += 1
+                kind = error_class(exc, status)
+                self.error_counts[kind] += 1
                 if not _retryable(exc, status):
                     raise LLMError(self._fatal_message(exc, status)) from exc
-                if attempt == self._config.retries:
-                    raise LLMError(self._exhausted_message(exc, status)) from exc
+                timeouts += kind == "timeout"
+                if attempt == self._config.retries or timeouts == _TIMEOUT_TRIES:
+                    raise LLMError(self._exhausted_message(exc, status, attempt + 1)) from exc
                 await asyncio.sleep(self._delay(attempt, exc))
                 continue
             return self._completion(litellm, response, time.perf_counter() - start)
@@ -234,8 +241,8 @@ class LiteLLMClient:
         code = f" ({status})" if status else ""
         return f"LLM call failed{code} for {self._where()}: {_one_line(exc)}; {fix}"
 
-    def _exhausted_message(self, exc: BaseException, status: int | None) -> str:
-        """One line for an error that outlived every retry."""
+    def _exhausted_message(self, exc: BaseException, status: int | None, attempts: int) -> str:
+        """One line for an error that outlived its retries."""
         if isinstance(exc, TimeoutError):
             what = "timed out"
         elif _connection_error(exc):
@@ -243,7 +250,7 @@ class LiteLLMClient:
         else:
             what = f"failed ({status or 'no status'})"
         return (
-            f"LLM call {what} for {self._where()} after {self._config.retries + 1} attempt(s): "
+            f"LLM call {what} for {self._where()} after {attempts} attempt(s): "
             f"{_one_line(exc)}; check that the endpoint is up, or raise llm.timeout_s/llm.retries"
         )
 
@@ -252,8 +259,8 @@ class LiteLLMClient:
         choices = response.choices or []
         text = (choices[0].message.content if choices else None) or ""
         usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0))
+        completion_tokens = _token_count(getattr(usage, "completion_tokens", 0))
         return Completion(
             text=text,
             model=self.name,
@@ -262,6 +269,13 @@ class LiteLLMClient:
             cost_usd=self._prices(litellm).cost(prompt_tokens, completion_tokens),
             latency_s=latency_s,
         )
+
+
+def _token_count(value: Any) -> int:
+    """A usage number as a token count in ``[0, MAX_TOKENS]`` (0 when it is no number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0  # value != value: NaN
+    return int(min(max(value, 0), MAX_TOKENS))
 
 
 def sample_temperature(spec: float | Sequence[float], rng: random.Random) -> float:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from cambrian.config import LLMConfig, ModelEntry
 from cambrian.errors import LLMError
 from cambrian.llm._bandit import ModelStats, choose
+from cambrian.llm._breaker import CircuitBreaker
 from cambrian.llm._client import LiteLLMClient
 from cambrian.llm._cost import estimate_cost, is_local
 from cambrian.types import Completion
+
+log = logging.getLogger(__name__)
+# How often a call waiting for a benched model looks again: a probe elsewhere may end first.
+_POLL_S = 0.5
 
 
 def entry_config(config: LLMConfig, entry: ModelEntry) -> LLMConfig:
@@ -58,6 +66,11 @@ class EnsembleLLM:
     retries and per-call temperature sampling apply per model. A model on loopback or
     launched by cambrian costs 0 unless its ``price_in``/``price_out`` say otherwise.
 
+    A failed call goes on to another model. With two models or more, a circuit breaker
+    benches a model after ``llm.bench_after`` consecutive failed calls: the policy skips
+    it for a cool-down (``llm.bench_cooldown_s``, doubling after each failed probe up to
+    ``llm.bench_max_cooldown_s``), then one call probes it.
+
     Example:
         >>> llm = EnsembleLLM(config, seed=0)
         >>> completion = await llm.complete(messages)  # completion.model: who answered
@@ -67,12 +80,20 @@ class EnsembleLLM:
         config: The ``[llm]`` section; an empty ``models`` makes ``llm.model`` the only one.
         seed: Seed of the policy's RNG (None: unseeded).
         backoff_s: Base of each client's retry backoff (tests make it small).
+        clock: Seconds on a monotonic clock, for the cool-downs (tests pass their own).
 
     Raises:
         ValueError: If there is no model at all.
     """
 
-    def __init__(self, config: LLMConfig, *, seed: int | None, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        seed: int | None,
+        backoff_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         entries = _entries(config)
         self._config = config
         self._names = [entry.name for entry in entries]
@@ -87,6 +108,13 @@ class EnsembleLLM:
             for e in entries
         }
         self._stats = {name: ModelStats() for name in self._names}
+        self._breaker = CircuitBreaker(
+            self._names,
+            after=config.bench_after if len(entries) > 1 else 0,  # alone, it has no stand-in
+            cooldown_s=config.bench_cooldown_s,
+            max_cooldown_s=config.bench_max_cooldown_s,
+            clock=clock,
+        )
         self._rng = random.Random(seed)
         self._in_flight_usd = 0.0
         self.name: str = self._names[0] if len(entries) == 1 else "+".join(self._names)
@@ -107,17 +135,8 @@ class EnsembleLLM:
         return max(0.0, self._in_flight_usd)
 
     def choose(self) -> str:
-        """The model the policy picks for the next call (no pull is counted)."""
-        stats = [self._stats[name] for name in self._names]
-        index = choose(
-            self._config.selection,
-            stats,
-            self._weights,
-            self._rng,
-            ucb_c=self._config.ucb_c,
-            cost_weight=self._config.cost_weight,
-        )
-        return self._names[index]
+        """The model the policy picks for the next call, benched ones aside (no pull counted)."""
+        return self._choose(self._breaker.ready(self._names) or self._names)
 
     async def complete(
         self, messages: Sequence[Mapping[str, str]], *, model: str | None = None
@@ -125,8 +144,11 @@ class EnsembleLLM:
         """Pick a model, count a pull, and return its reply.
 
         A call that fails after its retries is counted as an error and as an outcome with
-        reward 0; a cancelled call is not counted at all. A follow-up turn (``model``
-        given) goes to that model and is part of the same pull.
+        reward 0, and the policy picks another model for it (a new pull); it raises once
+        no model in service is left untried. While every model is benched, the call
+        waits for the first one it may probe. A cancelled call is not counted at all. A
+        follow-up turn (``model`` given) goes to that model and is part of the same
+        pull, unless the model is benched: then the policy picks.
 
         Args:
             messages: OpenAI chat messages.
@@ -137,37 +159,19 @@ class EnsembleLLM:
             The reply; ``model`` names the model that answered.
 
         Raises:
-            LLMError: When the chosen model fails after its retries.
+            LLMError: The last model's error, when every model the call may go to failed.
         """
-        if model not in self._clients:  # None, or a model no longer in the ensemble
-            model = None
-        follow_up = model is not None
-        model = model or self.choose()
-        client = self._clients[model]
-        estimate = estimate_cost(messages, await client.prices(), self._max_tokens[model])
-        pull = 0 if follow_up else 1
-        self._update(model, pulls=pull)
-        self._in_flight_usd += estimate
-        settled = False
-        try:
-            completion = await client.complete(messages)
-            settled = True
-        except LLMError:
-            settled = True
-            self._update(model, calls=1, errors=1, rewards=1)  # closes the proposal's pull
-            raise
-        finally:
-            self._in_flight_usd -= estimate
-            if not settled:
-                self._update(model, pulls=-pull)
-        self._update(
-            model,
-            calls=1,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            cost_usd=completion.cost_usd,
-        )
-        return completion
+        if model not in self._clients or not self._breaker.ready([model]):
+            model = None  # None, a model no longer in the ensemble, or a benched one
+        tried: list[str] = []
+        error: LLMError | None = None
+        while True:
+            name = model or await self._next(tried, error)
+            try:
+                return await self._call(name, messages, pull=model is None)
+            except LLMError as exc:
+                error, model = exc, None
+                tried.append(name)
 
     def reward(self, model: str, improvement: float | None) -> None:
         """Record the outcome of a call to ``model``.
@@ -215,6 +219,74 @@ class EnsembleLLM:
     def stats(self) -> dict[str, ModelStats]:
         """The statistics per model, in configuration order."""
         return {name: self._stats[name] for name in self._names}
+
+    def _choose(self, names: Sequence[str]) -> str:
+        """The policy's pick among ``names``."""
+        index = choose(
+            self._config.selection,
+            [self._stats[name] for name in names],
+            [self._weights[self._names.index(name)] for name in names],
+            self._rng,
+            ucb_c=self._config.ucb_c,
+            cost_weight=self._config.cost_weight,
+        )
+        return names[index]
+
+    async def _next(self, tried: Sequence[str], error: LLMError | None) -> str:
+        """The pick among the models this call has not tried that may take a call now.
+
+        While every model is benched, waits for one of those. Raises ``error`` when none
+        is left, or when one in service failed this call (the caller counts a failure).
+        """
+        while True:
+            untried = [name for name in self._names if name not in tried]
+            ready = self._breaker.ready(untried)
+            if ready:
+                return self._choose(ready)
+            benched = all(self._breaker.benched(name) for name in self._names)
+            if error is not None and not (untried and benched):
+                raise error
+            wait = self._breaker.wait_s(untried)
+            await asyncio.sleep(_POLL_S if wait is None else min(wait, _POLL_S))
+
+    async def _call(
+        self, model: str, messages: Sequence[Mapping[str, str]], *, pull: bool
+    ) -> Completion:
+        """One call to ``model``, counted in its statistics and by the breaker."""
+        probe = self._breaker.start(model)  # before any await: one probe at a time
+        pulls = int(pull)
+        self._update(model, pulls=pulls)
+        client = self._clients[model]
+        estimate = 0.0
+        settled = False
+        try:
+            estimate = estimate_cost(messages, await client.prices(), self._max_tokens[model])
+            self._in_flight_usd += estimate
+            completion = await client.complete(messages)
+            settled = True
+        except LLMError as exc:
+            settled = True
+            self._update(model, calls=1, errors=1, rewards=1)  # closes the proposal's pull
+            if self._breaker.failed(model, probe=probe):
+                wait = self._breaker.wait_s([model]) or 0.0
+                log.warning("model %s benched for %.0f s: %s", model, wait, exc)
+            raise
+        finally:
+            self._in_flight_usd -= estimate
+            if not settled:
+                self._update(model, pulls=-pulls)
+                self._breaker.cancelled(model, probe=probe)
+        if probe:
+            log.info("model %s answered its probe and is back in service", model)
+        self._breaker.succeeded(model)
+        self._update(
+            model,
+            calls=1,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cost_usd=completion.cost_usd,
+        )
+        return completion
 
     def _update(self, model: str, **delta: float) -> None:
         """Add ``delta`` to the fields of ``model``'s statistics."""

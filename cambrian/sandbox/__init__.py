@@ -2,7 +2,9 @@
 
 ``get_sandbox(config)`` builds the configured backend (``auto``: Docker when usable, else
 the process backend); ``DockerSandbox`` runs commands in locked-down containers;
-``ProcessSandbox`` runs them as local processes under bubblewrap (or rlimits only);
+``ProcessSandbox`` runs them as local processes under bubblewrap (or rlimits only). The
+command is the evaluator; it starts candidate code in the inner tier through
+``$CAMBRIAN_RUN`` (``runner/cambrian_run.py``);
 ``make_limits`` turns the sandbox config section and a timeout into per-run ``Limits``;
 ``GpuSlots`` hands each concurrent evaluation its own GPUs.
 """

@@ -29,7 +29,7 @@ def auto_sandbox(config: SandboxConfig, *, run_id: str = "") -> Sandbox:
         if "GPU" in str(exc):
             raise
         fallback = ProcessSandbox(config, run_id=run_id)
-        lost = "memory cgroup, pids cgroup, non-root user, separate root filesystem"
+        lost = "memory cgroup, pids cgroup, separate root filesystem"
         if fallback.isolation != "bwrap":
             lost = f"network, filesystem, {lost}"
         log.warning("sandbox: Docker unusable (%s); using the process sandbox: lost %s", exc, lost)

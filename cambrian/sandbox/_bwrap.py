@@ -3,8 +3,13 @@
 Mount order matters (later mounts go on top): the whole system read-only, fresh /dev and
 /proc, private /tmp, home directories and /run hidden (daemon sockets such as Docker's
 live there and a Unix socket ignores network namespaces), then the interpreter re-bound
-read-only when it lives under a hidden directory, then the work dir read-write, then the
+read-only when it lives under a hidden directory, then the inner-tier launcher at
+/run/cambrian (read-only), the result folder and the work dir read-write, then the
 protected paths read-only over it.
+
+Run by root, bwrap makes no user namespace: the evaluator is root inside with only the
+capabilities it needs to start candidates under their own uid (``OUTER_CAPS``); a user
+namespace would map uid 0 alone and leave no other uid to switch to.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+
+from cambrian.sandbox._tier import MOUNT_PATH, OUTER_CAPS, RUNNER_DIR, top_dir
 
 _HIDDEN_FIXED = ("/tmp", "/root", "/home", "/run")
 # /etc/resolv.conf often points here; needed for DNS when the network is shared.
@@ -66,12 +73,15 @@ def interpreter_dirs(hidden: Sequence[str]) -> list[str]:
 
 def _base_args(bwrap: str, *, network: bool) -> list[str]:
     """The namespace and system-mount flags shared by runs and the probe."""
-    args = [bwrap, "--unshare-all"]
-    if network:
-        args.append("--share-net")
     if os.geteuid() == 0:
+        args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+        args += [] if network else ["--unshare-net"]
         # Run by root, bwrap keeps every capability (mknod + mount would reach the disk).
         args += ["--cap-drop", "ALL"]
+        for cap in OUTER_CAPS:
+            args += ["--cap-add", cap]
+    else:
+        args = [bwrap, "--unshare-all"] + (["--share-net"] if network else [])
     args += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/"]
     return args + ["--dev", "/dev", "--proc", "/proc"]
 
@@ -84,6 +94,7 @@ def bwrap_argv(
     env: Mapping[str, str],
     network: bool,
     argv: Sequence[str],
+    results: str | None = None,
 ) -> list[str]:
     """The full bubblewrap command line that runs ``argv`` in ``workdir``.
 
@@ -94,15 +105,28 @@ def bwrap_argv(
         env: The complete environment (bwrap clears everything else).
         network: Share the host network namespace.
         argv: The command to run inside.
+        results: The result folder, bound read-write at the same path.
     """
     args = _base_args(bwrap, network=network)
     hidden = hidden_dirs()
+    # What surrounds the work dir (the run folder, the task) is hidden too.
+    for path in (workdir, results):
+        top = top_dir(path) if path else ""
+        if top and os.path.isdir(top) and not _under(top, hidden):
+            hidden.append(top)
     for path in hidden:
         args += ["--tmpfs", path]
     if network and os.path.isdir(_RESOLVER_DIR) and _under(_RESOLVER_DIR, hidden):
         args += ["--ro-bind", _RESOLVER_DIR, _RESOLVER_DIR]
-    for path in interpreter_dirs(hidden):
+    # Folders bwrap creates on the way to a bind are 0700: the candidate uid must pass.
+    interpreter = interpreter_dirs(hidden)
+    for path in _ancestors([workdir, *([results] if results else []), *interpreter], hidden):
+        args += ["--perms", "0755", "--dir", path]
+    for path in interpreter:
         args += ["--ro-bind", path, path]
+    args += ["--ro-bind", str(RUNNER_DIR), MOUNT_PATH]
+    if results:
+        args += ["--bind", results, results]
     args += ["--bind", workdir, workdir]
     for path in readonly:
         args += ["--ro-bind", path, path]
@@ -110,6 +134,20 @@ def bwrap_argv(
     for name, value in env.items():
         args += ["--setenv", name, value]
     return args + ["--chdir", workdir, "--", *argv]
+
+
+def _ancestors(paths: Sequence[str], hidden: Sequence[str]) -> list[str]:
+    """The folders strictly between a hidden folder and each of ``paths``, top down."""
+    found: list[str] = []
+    for path in paths:
+        for root in hidden:
+            if path.startswith(root.rstrip("/") + "/"):
+                parts = path[len(root.rstrip("/")) + 1 :].split("/")[:-1]
+                for depth in range(1, len(parts) + 1):
+                    sub = f"{root.rstrip('/')}/{'/'.join(parts[:depth])}"
+                    if sub not in found:
+                        found.append(sub)
+    return found
 
 
 def probe(bwrap: str) -> str | None:

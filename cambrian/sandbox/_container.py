@@ -13,12 +13,15 @@ from typing import Any
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
+from cambrian.sandbox._tier import MOUNT_PATH, OUTER_CAPS, RUNNER_DIR
 from cambrian.types import Limits
 
 LABEL_RUN = "cambrian.run"
 LABEL_OWNER = "cambrian.owner"
-# The idle main process of every container; evaluations are exec'ed next to it.
-IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600; done"]
+# The idle main process of every container; evaluations are exec'ed next to it. Its
+# name ($0) lets the warm-container wipe spare it (only root processes can bear it).
+IDLE_NAME = "cambrian-idle"
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600; done", IDLE_NAME]
 _CONNECT_TIMEOUT_S = 30
 _OOM_FILES = (
     "/sys/fs/cgroup/memory/docker/{id}/memory.oom_control",
@@ -72,8 +75,12 @@ def container_spec(
     gpus: Sequence[str],
     path: str,
 ) -> dict[str, Any]:
-    """Keyword arguments of ``containers.create`` for one locked-down container."""
-    from docker.types import DeviceRequest, LogConfig
+    """Keyword arguments of ``containers.create`` for one locked-down container.
+
+    It runs as root with ``OUTER_CAPS`` only (the evaluator starts candidates under their
+    own uid from there) and shows the inner-tier launcher read-only at ``MOUNT_PATH``.
+    """
+    from docker.types import DeviceRequest, LogConfig, Mount
 
     tmp = f"rw,nosuid,nodev,size={config.tmp_mb}m,mode=1777"
     spec: dict[str, Any] = {
@@ -83,10 +90,12 @@ def container_spec(
         "init": True,
         "read_only": True,
         "tmpfs": {"/tmp": tmp if config.tmp_exec else f"{tmp},noexec"},
+        "user": "0:0",
         "cap_drop": ["ALL"],
+        "cap_add": [cap.removeprefix("CAP_") for cap in OUTER_CAPS],
         "security_opt": ["no-new-privileges"],
         "labels": {LABEL_RUN: run_id, LABEL_OWNER: owner_label()},
-        "mounts": list(mounts),
+        "mounts": [*mounts, Mount(MOUNT_PATH, str(RUNNER_DIR), type="bind", read_only=True)],
         "log_config": LogConfig(type="none"),
         "environment": {"PATH": path},
         "pids_limit": limits.pids or -1,

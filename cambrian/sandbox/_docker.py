@@ -1,15 +1,20 @@
-"""``DockerSandbox``: candidate code in a locked-down container, fresh or from a warm pool.
+"""``DockerSandbox``: the evaluator in a locked-down container, fresh or from a warm pool.
 
 Each evaluation gets a container with no network, a read-only root, a size-capped tmpfs
-``/tmp``, no capabilities, ``no-new-privileges``, memory (no swap), CPU and pids limits,
-and runs as uid 65534 (or the caller's own uid when cambrian is not root). The work dir
-is bound read-write at its own path and the evaluator's files read-only on top.
+``/tmp``, ``no-new-privileges``, memory (no swap), CPU and pids limits. The evaluator
+runs as root in it with four capabilities only (``OUTER_CAPS``); candidate code, started
+through ``$CAMBRIAN_RUN``, runs as uid 65534 with none, and everything it started is
+killed when the launcher returns. The work dir is bound read-write at its own path
+(handed to uid 65534, or opened to every uid when cambrian is not root), the evaluator's
+files read-only on top, the private files owner-only, and the result folder read-write
+at its own path, owner-only.
 
 In warm mode (``sandbox.warm``) containers live on and each evaluation is an ``exec``:
 the work dir is copied into the container's slot dir and back, protected files are
-root-owned and read-only there (and hash-checked by the evaluator as everywhere), stray
-processes and ``/tmp`` are wiped after each use, and a container is recycled after a
-timeout, an OOM kill or a failed clean-up.
+root-owned and read-only there (and hash-checked by the evaluator as everywhere), the
+result folder is the slot's owner-only ``r`` and copied back, stray processes and
+``/tmp`` are wiped after each use, and a container is recycled after a timeout, an OOM
+kill or a failed clean-up.
 """
 
 from __future__ import annotations
@@ -28,20 +33,52 @@ from typing import Any
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
 from cambrian.sandbox._capture import OutputTail
-from cambrian.sandbox._container import connect, container_spec, oom_kills, remove_container
+from cambrian.sandbox._container import (
+    IDLE_NAME,
+    connect,
+    container_spec,
+    oom_kills,
+    remove_container,
+)
 from cambrian.sandbox._dockerio import run_exec
 from cambrian.sandbox._env import SYSTEM_PATH, new_token, sandbox_env
 from cambrian.sandbox._gpu import gpu_slots
 from cambrian.sandbox._image import image_name
-from cambrian.sandbox._limits import SHELL, with_rlimits
+from cambrian.sandbox._limits import SHELL
 from cambrian.sandbox._protect import make_readonly, resolve_readonly
-from cambrian.sandbox._workdir import SANDBOX_UID, chown_tree, copy_tree, sticky_parents
+from cambrian.sandbox._tier import (
+    CANDIDATE_UID,
+    LAUNCHER,
+    MOUNT_PATH,
+    Tree,
+    check_results,
+    inner_config,
+    outer_line,
+    runner_env,
+)
+from cambrian.sandbox._workdir import (
+    chown_tree,
+    copy_results,
+    copy_tree,
+    fresh_dir,
+    grant_tree,
+    make_private,
+    move_path,
+    open_tree,
+    sticky_parents,
+)
 from cambrian.types import Limits, RunResult
 
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
 _SIGKILLED = (137, -9)
 _SIGXCPU = (152, -24)
-_CLEANUP = "kill -9 -1 2>/dev/null; rm -rf /tmp/* /tmp/.[!.]* 2>/dev/null; exit 0"
+# Kill every process of the candidate uid, then the evaluator's (root's) but the idle one.
+_CLEANUP = (
+    f"python3 -I -S -B {MOUNT_PATH}/{LAUNCHER} --sweep {CANDIDATE_UID} {IDLE_NAME} || exit 1; "
+    "rm -rf /tmp/* /tmp/.[!.]* 2>/dev/null; exit 0"
+)
+# The evaluator is root in the container; candidates drop to CANDIDATE_UID from there.
+_ROOT = "0:0"
 _CLEANUP_S = 5.0
 _EXIT_WAIT_S = 2.0
 
@@ -77,9 +114,7 @@ class DockerSandbox:
         self._client = connect()
         self._image_id, self._path = self._find_image()
         self._gpus = gpu_slots(config)
-        root = os.geteuid() == 0
-        self._uid, self._gid = (SANDBOX_UID, SANDBOX_UID) if root else (os.getuid(), os.getgid())
-        self._user = f"{self._uid}:{self._gid}"
+        self._root = os.geteuid() == 0
         self._lock = threading.Lock()
         self._live: set[str] = set()
         self._idle: list[_Slot] = []
@@ -109,21 +144,26 @@ class DockerSandbox:
         limits: Limits,
         env: Mapping[str, str] | None = None,
         readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        result_dir: Path | None = None,
     ) -> RunResult:
-        """Run ``command`` through ``/bin/sh -c`` in ``workdir`` inside a container.
+        """Run ``command`` (the evaluator) through ``/bin/sh -c`` in a container.
 
         Args:
             command: A shell line.
             workdir: Existing directory, mounted read-write at the same path.
             limits: Wall-clock, memory, CPU, pids, output and file-size limits, network.
-            env: Variables added to the scrubbed allowlist.
+            env: Variables added to the scrubbed allowlist (the evaluator's only).
             readonly: Paths relative to ``workdir`` mounted read-only.
+            private: Paths relative to ``workdir`` only the evaluator may read.
+            result_dir: A folder outside ``workdir`` only the evaluator may write.
 
         Returns:
             Exit status, output tails and kill flags; a crash is a normal result.
 
         Raises:
-            ValueError: Empty command, non-positive timeout, or a bad ``readonly`` entry.
+            ValueError: Empty command, non-positive timeout, a bad ``readonly`` or
+                ``private`` entry, or a ``result_dir`` missing or inside ``workdir``.
             SandboxError: Missing work dir, a container that cannot start, or closed.
         """
         if not command.strip():
@@ -135,11 +175,16 @@ class DockerSandbox:
         root = os.path.realpath(workdir)
         if not os.path.isdir(root):
             raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
-        protected = resolve_readonly(Path(root), readonly)
+        tree = Tree(
+            root,
+            tuple(resolve_readonly(Path(root), readonly)),
+            tuple(resolve_readonly(Path(root), private, what="private")),
+            check_results(result_dir, root),
+        )
         with self._gpu_slot() as gpus:
             if self.config.warm:
-                return self._run_warm(command, root, protected, limits, env, gpus)
-            return self._run_fresh(command, root, protected, limits, env, gpus)
+                return self._run_warm(command, tree, limits, env, gpus)
+            return self._run_fresh(command, tree, limits, env, gpus)
 
     @contextlib.contextmanager
     def _gpu_slot(self) -> Iterator[tuple[str, ...]]:
@@ -183,30 +228,46 @@ class DockerSandbox:
         remove_container(self._client, container_id)
 
     def _run_fresh(
-        self, command: str, root: str, protected: list[str], limits: Limits, env: Any, gpus: Any
+        self, command: str, tree: Tree, limits: Limits, env: Any, gpus: Any
     ) -> RunResult:
         """One container for this evaluation, removed on every path."""
         from docker.types import Mount
 
+        root = tree.root
         mounts = [Mount(root, root, type="bind")]
-        mounts += [Mount(p, p, type="bind", read_only=True) for p in protected]
-        owner = os.stat(root)
-        if os.geteuid() == 0:
-            chown_tree(root, self._uid, self._gid, skip=protected)
+        mounts += [Mount(p, p, type="bind", read_only=True) for p in tree.protected]
+        if tree.results:
+            mounts.append(Mount(tree.results, tree.results, type="bind"))
+        undo = self._grant(tree)
         container_id = None
         try:
             container_id = self._start(limits, mounts, gpus)
-            return self._exec(container_id, command, root, self._env(root, env), limits)
+            full_env = self._env(tree, limits, env)
+            return self._exec(container_id, command, root, full_env, limits)
         finally:
             if container_id is not None:
                 self._remove(container_id)
-            if os.geteuid() == 0:
-                chown_tree(root, owner.st_uid, owner.st_gid)
+            undo()
 
-    def _env(self, home: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-        """The scrubbed allowlist, with the image's ``PATH``."""
-        env = sandbox_env(home=home, tmpdir="/tmp", token=new_token(), extra=extra)
+    def _grant(self, tree: Tree) -> Any:
+        """Let the candidate uid write the work dir but not the evaluator's files; the undo."""
+        if self._root:
+            return grant_tree(tree.root, tree.protected, tree.private, CANDIDATE_UID)
+        return open_tree(tree.root, tree.protected, tree.private)
+
+    def _env(self, tree: Tree, limits: Limits, extra: Mapping[str, str] | None) -> dict[str, str]:
+        """The scrubbed allowlist with the image's ``PATH``, and the inner tier's config."""
+        env = sandbox_env(home=tree.root, tmpdir="/tmp", token=new_token(), extra=extra)
         env["PATH"] = self._path
+        # pids are a cgroup limit here; RLIMIT_NPROC would count the uid across the host.
+        inner = inner_config(
+            tree,
+            dataclasses.replace(limits, pids=None),
+            uid=CANDIDATE_UID,
+            tmp_mb=self.config.tmp_mb,
+            umask=None if self._root else 0,
+        )
+        env.update(runner_env("python3", MOUNT_PATH, inner))
         return env
 
     def _exec(
@@ -215,12 +276,13 @@ class DockerSandbox:
         """Exec ``command`` in a running container and classify how it ended."""
         api = self._client.api
         start = time.monotonic()
-        # pids are a cgroup limit here; RLIMIT_NPROC would count the uid across the host.
-        argv = [SHELL, "-c", with_rlimits(command, dataclasses.replace(limits, pids=None))]
+        # Not root here: files the evaluator makes must stay removable by our own uid.
+        line = command if self._root else f"umask 000; {command}"
+        argv = [SHELL, "-c", outer_line(line, dataclasses.replace(limits, pids=None))]
         ooms = oom_kills(container_id)
-        exec_id = api.exec_create(
-            container_id, argv, workdir=cwd, environment=env, user=self._user
-        )["Id"]
+        exec_id = api.exec_create(container_id, argv, workdir=cwd, environment=env, user=_ROOT)[
+            "Id"
+        ]
         out, err = OutputTail(limits.output_bytes), OutputTail(limits.output_bytes)
         try:
             ended = run_exec(api, exec_id, out, err, limits.timeout_s)
@@ -249,33 +311,44 @@ class DockerSandbox:
                 return info.get("ExitCode")
             time.sleep(0.005)
 
-    def _run_warm(
-        self, command: str, root: str, protected: list[str], limits: Limits, env: Any, gpus: Any
-    ) -> RunResult:
+    def _run_warm(self, command: str, tree: Tree, limits: Limits, env: Any, gpus: Any) -> RunResult:
         """Exec in a warm container: copy the work dir in, run, clean up, copy it back."""
         slot = self._take_slot(limits, tuple(gpus))
-        work = os.path.join(slot.dir, "w")
-        inner = [os.path.join(work, os.path.relpath(p, root)) for p in protected]
+        root, work, results = tree.root, os.path.join(slot.dir, "w"), os.path.join(slot.dir, "r")
+        inner = dataclasses.replace(tree.moved(root, work), results=tree.results and results)
         owner = os.stat(root)
-        result, sticky = None, []
+        result, sticky, back = None, [], ""
         try:
-            copy_tree(root, work)
-            chown_tree(work, self._uid, self._gid, skip=inner)
-            make_readonly(inner)
-            if os.geteuid() == 0:
-                sticky = sticky_parents(work, inner)
-            moved = {k: v.replace(root, work) for k, v in (env or {}).items()}
-            result = self._exec(slot.container_id, command, work, self._env(work, moved), limits)
-            return result
+            sticky = self._fill_slot(tree, inner)
+            places = {root: work, tree.results: results}
+            moved = {k: move_path(v, places) for k, v in (env or {}).items()}
+            full_env = self._env(inner, limits, moved)
+            result = self._exec(slot.container_id, command, work, full_env, limits)
+            if tree.results:
+                copy_results(results, tree.results)
         finally:
-            modes = {rel: os.stat(os.path.join(root, rel)).st_mode for rel in sticky}
-            copy_tree(work, root)
-            chown_tree(root, owner.st_uid, owner.st_gid)
-            for rel, mode in modes.items():
-                os.chmod(os.path.join(root, rel), mode)
+            back = _copy_back(work, root, owner, sticky)
             # The wipe empties /tmp, which holds the slot's mount too: only after the copy.
-            ok = result is not None and not (result.timed_out or result.oom_killed)
+            ok = result is not None and not (result.timed_out or result.oom_killed or back)
             self._release(slot, ok and self._wipe(slot))
+        if back:  # what the candidate left (a FIFO, an unreadable folder) is its failure
+            result = dataclasses.replace(result, lost=f"work dir not copied back: {back}")
+        return result
+
+    def _fill_slot(self, tree: Tree, inner: Tree) -> list[str]:
+        """Copy the work dir into the slot, owned as in a fresh container; sticky dirs."""
+        fresh_dir(inner.root, 0o755)
+        if inner.results:
+            fresh_dir(inner.results, 0o700)
+        copy_tree(tree.root, inner.root)
+        if not self._root:
+            open_tree(inner.root, inner.protected, inner.private)
+            return []
+        keep = [*inner.protected, *inner.private]
+        chown_tree(inner.root, CANDIDATE_UID, CANDIDATE_UID, skip=keep)
+        make_readonly(inner.protected)
+        make_private(inner.private)
+        return sticky_parents(inner.root, keep)
 
     def _take_slot(self, limits: Limits, gpus: tuple[str, ...]) -> _Slot:
         """An idle warm container for these GPUs, or a new one."""
@@ -322,8 +395,9 @@ class DockerSandbox:
         cpus = f"cpus={cfg.cpus:g}" if cfg.cpus else "cpus=unlimited"
         return (
             f"docker sandbox ({self.image}, {mode}): {net}, read-only root, tmpfs /tmp "
-            f"{cfg.tmp_mb}MB, uid {self._uid}, no capabilities, no-new-privileges; {mem}, "
-            f"{cpus}, pids={cfg.pids or 'unlimited'}"
+            f"{cfg.tmp_mb}MB, no-new-privileges, evaluator root with CAP_SETUID/SETGID/"
+            f"SETPCAP/DAC_OVERRIDE, candidates uid {CANDIDATE_UID} with no capabilities; "
+            f"{mem}, {cpus}, pids={cfg.pids or 'unlimited'}"
         )
 
     def identity(self) -> dict[str, Any]:
@@ -347,3 +421,16 @@ class DockerSandbox:
             self._remove(container_id)
         for slot in idle:
             shutil.rmtree(slot.dir, ignore_errors=True)
+
+
+def _copy_back(work: str, root: str, owner: os.stat_result, sticky: list[str]) -> str:
+    """Copy a warm slot's work dir back to ``root``; why it failed, or "" when it did not."""
+    try:
+        modes = {rel: os.stat(os.path.join(root, rel)).st_mode for rel in sticky}
+        copy_tree(work, root)
+        chown_tree(root, owner.st_uid, owner.st_gid)
+        for rel, mode in modes.items():
+            os.chmod(os.path.join(root, rel), mode)
+    except (OSError, shutil.Error) as exc:
+        return str(exc)[:200]
+    return ""

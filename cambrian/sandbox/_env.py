@@ -25,6 +25,11 @@ def interpreter_bin() -> str:
     return os.path.dirname(sys.executable) or "/usr/bin"
 
 
+#: Where Python looks for bytecode instead of ``__pycache__``: under /proc, where nothing
+#: can be created, so no cached bytecode is ever read.
+NO_BYTECODE = "/proc/cambrian-no-bytecode"
+
+
 def sandbox_env(
     *,
     home: str,
@@ -56,6 +61,10 @@ def sandbox_env(
         "LC_ALL": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
+        # HOME is the work dir, which candidate code may write: the evaluator's Python
+        # must neither run a ``.pth`` from a user site there nor read a forged ``.pyc``.
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONPYCACHEPREFIX": NO_BYTECODE,
     }
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:

@@ -1,10 +1,15 @@
-"""``ProcessSandbox``: candidate code as a local process, under bubblewrap or rlimits only.
+"""``ProcessSandbox``: the evaluator as a local process, under bubblewrap or rlimits only.
 
 Every run gets its own session and process group, a scrubbed environment, rlimits, a
-wall-clock kill of the whole group, a sweep for token-marked strays, and bounded output
-capture. With bubblewrap it also gets a read-only system, a private /tmp, hidden home
-directories, no network and a pid namespace. Without it ("rlimits" isolation) there is
-NO filesystem or network isolation: protected files are only chmod-ed read-only.
+wall-clock kill of the whole group, and bounded output capture. With bubblewrap it also
+gets a read-only system, a private /tmp, hidden home directories, no network and a pid
+namespace. Without it ("rlimits" isolation) the evaluator has NO filesystem or network
+isolation (protected files are only chmod-ed read-only), but its own pid namespace.
+
+Candidate code runs in the inner tier (``$CAMBRIAN_RUN``, see ``_tier``): as root,
+cambrian hands the work dir to uid 65534 for the run and candidates run as that uid, in
+their own pid and mount namespaces. Not root and without bubblewrap there is no second
+uid; such a sandbox is refused unless ``sandbox.allow_unisolated`` is set.
 
 ``oom_killed`` is best effort: it is set when the command died of SIGKILL (or exited with
 status 137) that neither the wall-clock nor the CPU-time limit explains, or when its
@@ -17,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,22 +32,38 @@ from typing import Any
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
-from cambrian.sandbox._bwrap import bwrap_argv, find_bwrap, probe
-from cambrian.sandbox._capture import OutputTail, pump
+from cambrian.sandbox._bwrap import bwrap_argv, find_bwrap, interpreter_dirs, probe
+from cambrian.sandbox._capture import OutputTail
 from cambrian.sandbox._env import new_token, sandbox_env
 from cambrian.sandbox._gpu import gpu_slots
-from cambrian.sandbox._limits import SHELL, rlimit_values, running_as_root, with_rlimits
+from cambrian.sandbox._limits import SHELL, rlimit_values, running_as_root
 from cambrian.sandbox._protect import make_readonly, resolve_readonly, restore_modes
-from cambrian.sandbox._reap import kill_group, pid_snapshot, sweep
+from cambrian.sandbox._reap import kill_group, pid_snapshot, supervise, sweep
+from cambrian.sandbox._tier import (
+    CANDIDATE_UID,
+    MOUNT_PATH,
+    RUNNER_DIR,
+    Tree,
+    check_results,
+    inner_config,
+    launcher_argv,
+    mask_dirs,
+    outer_line,
+    protect_controller,
+    runner_env,
+)
+from cambrian.sandbox._workdir import grant_tree
 from cambrian.types import Limits, RunResult
 
 ISOLATIONS = ("auto", "bwrap", "rlimits")
-_DRAIN_GRACE_S = 0.5
-_POLL_SLICE_S = 0.005
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
 # A shell (or bwrap) reports a child killed by signal N as exit status 128 + N.
 _SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 _SIGXCPU = (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+_UNISOLATED = (
+    "candidate code would run as your own uid beside the evaluator ({why}): install "
+    "bubblewrap or Docker, run cambrian as root, or set sandbox.allow_unisolated = true"
+)
 
 
 class ProcessSandbox:
@@ -56,7 +78,8 @@ class ProcessSandbox:
 
     Raises:
         ValueError: ``isolation`` is not one of the three names.
-        SandboxError: ``isolation="bwrap"`` and bwrap is not installed, or GPUs are asked
+        SandboxError: ``isolation="bwrap"`` and bwrap is not installed, ``"rlimits"``
+            without root and without ``sandbox.allow_unisolated``, or GPUs are asked
             for (``sandbox.gpus_per_eval``) where there are none.
     """
 
@@ -74,7 +97,9 @@ class ProcessSandbox:
                 "isolation 'bwrap' requested but bwrap is not installed: "
                 "install bubblewrap or use isolation 'rlimits'"
             )
-        self._mode: str | None = "rlimits" if isolation == "rlimits" else None
+        self._mode: str | None = None
+        if isolation == "rlimits":
+            self._mode = self._allowed("rlimits", "isolation 'rlimits' was asked for")
         self._gpus = gpu_slots(config)
         self._lock = threading.Lock()
         self._live: dict[int, str] = {}
@@ -87,8 +112,14 @@ class ProcessSandbox:
             reason = probe(self._bwrap) if self._bwrap else "bwrap is not installed"
             if reason is not None and self._requested == "bwrap":
                 raise SandboxError(f"isolation 'bwrap' is unusable here: {reason}")
-            self._mode = "bwrap" if reason is None else "rlimits"
+            self._mode = "bwrap" if reason is None else self._allowed("rlimits", reason)
         return self._mode
+
+    def _allowed(self, mode: str, why: str) -> str:
+        """``mode``, unless it is rlimits without a uid to switch to and not opted into."""
+        if mode == "rlimits" and not running_as_root() and not self.config.allow_unisolated:
+            raise SandboxError(_UNISOLATED.format(why=why))
+        return mode
 
     def run(
         self,
@@ -98,21 +129,27 @@ class ProcessSandbox:
         limits: Limits,
         env: Mapping[str, str] | None = None,
         readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        result_dir: Path | None = None,
     ) -> RunResult:
-        """Run ``command`` through ``/bin/sh -c`` in ``workdir`` under ``limits``.
+        """Run ``command`` (the evaluator) through ``/bin/sh -c`` in ``workdir``.
 
         Args:
             command: A shell line.
             workdir: Existing directory; the command's cwd and ``$HOME``.
             limits: Wall-clock, memory, pids, output and file-size limits, and network.
-            env: Variables added to the scrubbed allowlist.
+            env: Variables added to the scrubbed allowlist (the evaluator's only).
             readonly: Paths relative to ``workdir`` the command must not modify.
+            private: Paths relative to ``workdir`` that candidate code must not see.
+            result_dir: A folder outside ``workdir`` the evaluator may write and
+                candidate code cannot reach.
 
         Returns:
             The exit status, output tails and kill flags; a crash is a normal result.
 
         Raises:
-            ValueError: Empty command, non-positive timeout, or a bad ``readonly`` entry.
+            ValueError: Empty command, non-positive timeout, a bad ``readonly`` or
+                ``private`` entry, or a ``result_dir`` that is missing or inside ``workdir``.
             SandboxError: The work dir is missing, bwrap is broken, or the sandbox is closed.
         """
         if not command.strip():
@@ -124,39 +161,65 @@ class ProcessSandbox:
         root = os.path.realpath(workdir)
         if not os.path.isdir(root):
             raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
-        protected = resolve_readonly(Path(root), readonly)
+        tree = Tree(
+            root,
+            tuple(resolve_readonly(Path(root), readonly)),
+            tuple(resolve_readonly(Path(root), private, what="private")),
+            check_results(result_dir, root),
+        )
+        mode = self.isolation
+        protect_controller()
         if self._gpus is not None:
             with self._gpus.acquire() as gpus:
                 env = {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
-                return self._run_isolated(command, root, limits, env, protected)
-        return self._run_isolated(command, root, limits, env, protected)
+                return self._run_isolated(mode, command, tree, limits, env)
+        return self._run_isolated(mode, command, tree, limits, env)
 
     def _run_isolated(
-        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+        self, mode: str, command: str, tree: Tree, limits: Limits, env: Mapping[str, str] | None
     ) -> RunResult:
-        """Run under the isolation in use."""
-        if self.isolation == "bwrap":
-            return self._run_bwrap(command, root, limits, env, ro)
-        return self._run_rlimits(command, root, limits, env, ro)
+        """Run under the isolation in use, the work dir handed to the candidate uid if root."""
+        undo = grant_tree(tree.root, tree.protected, tree.private) if running_as_root() else None
+        try:
+            if mode == "bwrap":
+                return self._run_bwrap(command, tree, limits, env)
+            return self._run_rlimits(command, tree, limits, env)
+        finally:
+            if undo is not None:
+                undo()
+
+    def _inner(self, tree: Tree, limits: Limits, token: str) -> str:
+        """The inner tier's config: the candidate uid as root, else the evaluator's own."""
+        root = running_as_root()
+        return inner_config(
+            tree,
+            limits,
+            uid=CANDIDATE_UID if root else None,
+            keep_ro=interpreter_dirs(mask_dirs(tree)),
+            tmp_mb=self.config.tmp_mb,
+            token=None if root else token,
+        )
 
     def _run_bwrap(
-        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+        self, command: str, tree: Tree, limits: Limits, env: Mapping[str, str] | None
     ) -> RunResult:
         """Run under bubblewrap: private /tmp, protected paths bound read-only."""
         token = new_token()
-        full_env = sandbox_env(home=root, tmpdir="/tmp", token=token, extra=env)
+        full_env = sandbox_env(home=tree.root, tmpdir="/tmp", token=token, extra=env)
+        full_env.update(runner_env(sys.executable, MOUNT_PATH, self._inner(tree, limits, token)))
         argv = bwrap_argv(
             self._bwrap or "bwrap",
-            workdir=root,
-            readonly=ro,
+            workdir=tree.root,
+            readonly=tree.protected,
             env=full_env,
             network=limits.network,
-            argv=[SHELL, "-c", with_rlimits(command, limits)],
+            argv=[SHELL, "-c", outer_line(command, limits)],
+            results=tree.results,
         )
-        return self._execute(argv, root, full_env, token, limits)
+        return self._execute(argv, tree.root, full_env, token, limits, sweep_strays=False)
 
     def _run_rlimits(
-        self, command: str, root: str, limits: Limits, env: Mapping[str, str] | None, ro: list[str]
+        self, command: str, tree: Tree, limits: Limits, env: Mapping[str, str] | None
     ) -> RunResult:
         """Run with rlimits only: a fresh TMPDIR, protected paths chmod-ed read-only."""
         token = new_token()
@@ -166,16 +229,26 @@ class ProcessSandbox:
             raise SandboxError(f"cannot create a temporary directory: {exc}") from exc
         saved: dict[str, int] = {}
         try:
-            full_env = sandbox_env(home=root, tmpdir=tmpdir, token=token, extra=env)
-            saved = make_readonly(ro)
-            argv = [SHELL, "-c", with_rlimits(command, limits)]
-            return self._execute(argv, root, full_env, token, limits)
+            full_env = sandbox_env(home=tree.root, tmpdir=tmpdir, token=token, extra=env)
+            inner = self._inner(tree, limits, token)
+            full_env.update(runner_env(sys.executable, str(RUNNER_DIR), inner))
+            if not running_as_root():
+                saved = make_readonly(tree.protected)
+            argv = launcher_argv(sys.executable, [SHELL, "-c", outer_line(command, limits)])
+            return self._execute(argv, tree.root, full_env, token, limits, sweep_strays=True)
         finally:
             restore_modes(saved)
             _remove_tree(tmpdir)
 
     def _execute(
-        self, argv: list[str], root: str, env: dict[str, str], token: str, limits: Limits
+        self,
+        argv: list[str],
+        root: str,
+        env: dict[str, str],
+        token: str,
+        limits: Limits,
+        *,
+        sweep_strays: bool,
     ) -> RunResult:
         """Start ``argv`` in a new session, supervise it and classify how it ended."""
         before = pid_snapshot()
@@ -200,12 +273,14 @@ class ProcessSandbox:
         try:
             tails = {proc.stdout.fileno(): OutputTail(limits.output_bytes)}
             tails[proc.stderr.fileno()] = OutputTail(limits.output_bytes)
-            exited, cpu_s = _supervise(proc, tails, start + limits.timeout_s, token, before)
+            marked = token if sweep_strays else None
+            exited, cpu_s = supervise(proc, tails, start + limits.timeout_s, marked, before)
         finally:
             if proc.returncode is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
                 kill_group(proc.pid)
                 proc.wait()
-                sweep(token, skip=before)
+                if sweep_strays:
+                    sweep(token, skip=before)
             with self._lock:
                 self._live.pop(proc.pid, None)
             proc.stdout.close()
@@ -237,19 +312,29 @@ class ProcessSandbox:
         cfg = self.config
         mem = f"mem={cfg.memory_mb}MB" if cfg.memory_mb else "mem=unlimited"
         pids = f"pids={cfg.pids}" if cfg.pids else "pids=unlimited"
-        if cfg.pids and running_as_root():
-            pids = "pids not enforced (running as root)"
+        root = running_as_root()
+        if cfg.pids and root:
+            pids = f"pids={cfg.pids} for candidates only (the evaluator runs as root)"
         rlimits = f"rlimits {mem} fsize={cfg.file_size_mb}MB cpu=timeout+1s core=0, {pids}"
+        spaces = "pid and mount namespaces" + ("" if cfg.network else ", no network")
+        inner = (
+            f"candidates as uid {CANDIDATE_UID} in their own {spaces}"
+            if root
+            else f"candidates as YOUR uid, in their own user, {spaces}"
+        )
         if self.isolation == "bwrap":
             net = "network shared" if cfg.network else "no network"
+            caps = "root with CAP_SETUID/SETGID/SETPCAP/DAC_OVERRIDE" if root else "no capabilities"
             return (
                 f"process sandbox (bubblewrap): {net}, read-only system, private /tmp, "
-                f"home and /run hidden, pid namespace, no capabilities; {rlimits}"
+                f"home and /run hidden, pid namespace, evaluator {caps}; {inner}; {rlimits}"
             )
-        chmod = "chmod only, ignored by root" if running_as_root() else "chmod only"
+        if not root:
+            inner = "candidates UNISOLATED (sandbox.allow_unisolated): your uid, no second tier"
+        guard = "root-owned and read-only for candidates" if root else "read-only by chmod only"
         return (
-            "process sandbox (rlimits only): NO filesystem or network isolation; "
-            f"protected files read-only by {chmod}; {rlimits}"
+            "process sandbox (rlimits only): NO filesystem or network isolation for the "
+            f"evaluator, its own pid namespace; protected files {guard}; {inner}; {rlimits}"
         )
 
     def identity(self) -> dict[str, Any]:
@@ -269,57 +354,6 @@ class ProcessSandbox:
         for pgid, token in live.items():
             kill_group(pgid)
             sweep(token)
-
-
-def _supervise(
-    proc: subprocess.Popen[bytes],
-    tails: dict[int, OutputTail],
-    deadline: float,
-    token: str,
-    before: frozenset[int],
-) -> tuple[bool, float]:
-    """Drain output until exit or deadline, kill the group and strays, reap the leader.
-
-    Returns:
-        Whether the leader exited on its own before the deadline, and its CPU seconds.
-    """
-    for fd in tails:
-        os.set_blocking(fd, False)
-    open_fds = set(tails)
-    exited = _wait_exit(proc.pid, tails, open_fds, deadline)
-    # The unreaped leader still holds the group id, so this cannot hit a recycled group.
-    kill_group(proc.pid)
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except ChildProcessError:
-        raise SandboxError(
-            f"sandboxed process {proc.pid} was reaped by someone else (a waitpid(-1) elsewhere)"
-        ) from None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    sweep(token, skip=before)
-    pump(tails, deadline=time.monotonic() + _DRAIN_GRACE_S, open_fds=open_fds)
-    return exited, usage.ru_utime + usage.ru_stime
-
-
-def _wait_exit(pid: int, tails: dict[int, OutputTail], open_fds: set[int], deadline: float) -> bool:
-    """Drain output until process ``pid`` exits (True) or the deadline passes (False)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (OSError, AttributeError):
-        pidfd = None
-    if pidfd is not None:
-        try:
-            return pump(tails, deadline=deadline, wake_fd=pidfd, open_fds=open_fds)
-        finally:
-            os.close(pidfd)
-    while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-        now = time.monotonic()
-        if now >= deadline:
-            return False
-        if not open_fds:
-            time.sleep(min(_POLL_SLICE_S, deadline - now))
-        pump(tails, deadline=min(deadline, time.monotonic() + _POLL_SLICE_S), open_fds=open_fds)
-    return True
 
 
 def _remove_tree(path: str) -> None:

@@ -16,23 +16,26 @@ from pathlib import Path, PurePosixPath
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
-def resolve_readonly(workdir: Path, readonly: Sequence[str]) -> list[str]:
+def resolve_readonly(
+    workdir: Path, readonly: Sequence[str], *, what: str = "readonly"
+) -> list[str]:
     """Absolute real paths of the ``readonly`` entries that exist inside ``workdir``.
 
     Entries that do not exist, or whose symlinks lead outside ``workdir``, are skipped:
     there is nothing of the task's to protect there.
 
     Raises:
-        ValueError: An entry is absolute or climbs out with ``..`` (caller misuse).
+        ValueError: An entry is absolute or climbs out with ``..`` (caller misuse); the
+            message names the argument ``what``.
     """
     if isinstance(readonly, str):
-        raise ValueError("readonly must be a sequence of paths, not a single str")
+        raise ValueError(f"{what} must be a sequence of paths, not a single str")
     root = os.path.realpath(workdir)
     found: list[str] = []
     for entry in readonly:
         rel = PurePosixPath(entry)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise ValueError(f"readonly: {entry!r} must be a relative path inside workdir")
+            raise ValueError(f"{what}: {entry!r} must be a relative path inside workdir")
         real = os.path.realpath(os.path.join(root, *rel.parts))
         inside = real == root or real.startswith(root.rstrip("/") + "/")
         if inside and os.path.lexists(real) and real not in found:

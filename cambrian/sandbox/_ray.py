@@ -29,7 +29,8 @@ from typing import Any
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
 from cambrian.sandbox._protect import resolve_readonly
-from cambrian.sandbox._transfer import apply_changes, pack_tree
+from cambrian.sandbox._tier import check_results
+from cambrian.sandbox._transfer import apply_changes, pack_tree, write_results
 from cambrian.types import Limits, RunResult
 
 log = logging.getLogger("cambrian")
@@ -205,14 +206,20 @@ class RaySandbox:
         limits: Limits,
         env: Mapping[str, str] | None = None,
         readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        result_dir: Path | None = None,
     ) -> RunResult:
         """Run ``command`` on a cluster node in a copy of ``workdir``; see ``types.Sandbox``.
+
+        The node's own sandbox keeps ``private`` from candidate code and gives the
+        evaluator a result folder of its own; its files come back into ``result_dir``.
 
         A worker or node that dies mid-run is retried on another node
         (``sandbox.ray.retries``), then reported in ``RunResult.lost``.
 
         Raises:
-            ValueError: Empty command, non-positive timeout, or a bad ``readonly`` entry.
+            ValueError: Empty command, non-positive timeout, a bad ``readonly`` or
+                ``private`` entry, or a ``result_dir`` missing or inside ``workdir``.
             SandboxError: The work dir is missing, the cluster is lost, a node cannot
                 sandbox, or this sandbox is closed.
         """
@@ -224,6 +231,8 @@ class RaySandbox:
         if not os.path.isdir(root):
             raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
         resolve_readonly(Path(root), readonly)
+        resolve_readonly(Path(root), private, what="private")
+        results = check_results(result_dir, root)
         key, started = uuid.uuid4().hex, time.monotonic()
         spec = {
             "key": key,
@@ -231,6 +240,8 @@ class RaySandbox:
             "workdirs": sorted({given, root}, key=len, reverse=True),
             "env": dict(env or {}),
             "readonly": list(readonly),
+            "private": list(private),
+            "result_dir": results,
             "limits": asdict(limits),
             "sandbox": self.config.model_dump(mode="json"),
             "run_id": self.run_id,
@@ -253,10 +264,15 @@ class RaySandbox:
             except FutureTimeout:
                 if self._process.poll() is not None and not future.done():
                     self._fail_waiting()
-        return self._result(payload, Path(root), time.monotonic() - started)
+        return self._result(payload, Path(root), results, time.monotonic() - started)
 
-    def _result(self, payload: dict[str, Any], root: Path, elapsed: float) -> RunResult:
-        """The ``RunResult`` of a bridge answer, with the node's changes applied to ``root``."""
+    def _result(
+        self, payload: dict[str, Any], root: Path, results: str | None, elapsed: float
+    ) -> RunResult:
+        """The ``RunResult`` of a bridge answer; the node's changes go into ``root``.
+
+        The evaluator's result files come back into ``results``.
+        """
         if payload.get("closed"):
             return RunResult(-9, "", "killed: the sandbox was closed", duration_s=elapsed)
         notes = "".join(f"[cambrian] {note}\n" for note in payload.get("notes", ()))
@@ -268,6 +284,8 @@ class RaySandbox:
             log.info("ray node %s evaluates with: %s", node[:8], isolation)
         changes = payload["changes"]
         refused = apply_changes(root, changes)
+        if results:
+            write_results(results, payload.get("results", {}))
         if changes.skipped or refused:
             left = sorted({*changes.skipped, *refused})
             notes += f"[cambrian] {len(left)} changed file(s) not copied back: {left[:5]}\n"

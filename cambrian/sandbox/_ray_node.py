@@ -22,7 +22,7 @@ from cambrian import __version__
 from cambrian.config import SandboxConfig
 from cambrian.errors import SandboxError
 from cambrian.sandbox._factory import get_sandbox
-from cambrian.sandbox._transfer import pack_changes, snapshot, unpack_tree
+from cambrian.sandbox._transfer import pack_changes, read_results, snapshot, unpack_tree
 from cambrian.types import Limits, Sandbox
 
 DIR_PREFIX = "cambrian-ray-"
@@ -71,11 +71,11 @@ def _remove_stale_dirs(parent: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _rewrite(value: str, paths: list[str], workdir: str) -> str:
-    """``value`` with a leading controller work-dir path replaced by the node's."""
-    for path in paths:
+def _rewrite(value: str, places: list[tuple[str, str]]) -> str:
+    """``value`` with a leading controller path (work dir, result folder) made the node's."""
+    for path, here in places:
         if value == path or value.startswith(f"{path}/"):
-            return workdir + value[len(path) :]
+            return here + value[len(path) :]
     return value
 
 
@@ -84,16 +84,17 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
 
     Args:
         spec: ``key``, ``command``, ``workdirs`` (the controller's paths of the work dir,
-            rewritten in ``env``), ``env``, ``readonly``, ``limits`` (a ``Limits`` as a
-            dict), ``sandbox`` (the ``[sandbox]`` section as a dict) and ``run_id``.
+            rewritten in ``env``), ``env``, ``readonly``, ``private``, ``result_dir``
+            (the controller's, or None), ``limits`` (a ``Limits`` as a dict),
+            ``sandbox`` (the ``[sandbox]`` section as a dict) and ``run_id``.
         attempt: Which attempt this is (reported to the tracker with the node).
         tree: The work dir as made by ``pack_tree``.
         tracker: The bridge's tracker actor, told where each attempt started.
 
     Returns:
         ``node``, ``version``, ``isolation`` and either ``result`` (a ``RunResult`` as a
-        dict) with ``changes`` (``Changes``), or ``sandbox_error`` when the node cannot
-        sandbox.
+        dict) with ``changes`` (``Changes``) and ``results`` (the result folder's files),
+        or ``sandbox_error`` when the node cannot sandbox.
     """
     import ray
 
@@ -104,13 +105,17 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
     _remove_stale_dirs(parent)
     base = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=parent))
     try:
-        workdir = base / "work"
+        workdir, results = base / "work", base / "results"
         unpack_tree(tree, workdir)
+        results.mkdir(mode=0o700)
         before = snapshot(workdir)
         gpus = tuple(str(g) for g in ray.get_gpu_ids()) if spec["sandbox"]["gpus_per_eval"] else ()
         sandbox = _node_sandbox(spec["sandbox"], gpus, spec["run_id"])
         answer["isolation"] = sandbox.describe()
-        env = {k: _rewrite(v, spec["workdirs"], str(workdir)) for k, v in spec["env"].items()}
+        places = [(path, str(workdir)) for path in spec["workdirs"]]
+        if spec.get("result_dir"):
+            places.insert(0, (spec["result_dir"], str(results)))
+        env = {k: _rewrite(v, places) for k, v in spec["env"].items()}
         env[NODE_ENV] = node
         result = sandbox.run(
             spec["command"],
@@ -118,8 +123,11 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
             limits=Limits(**spec["limits"]),
             env=env,
             readonly=tuple(spec["readonly"]),
+            private=tuple(spec.get("private", ())),
+            result_dir=results if spec.get("result_dir") else None,
         )
-        changes = pack_changes(workdir, before, spec["readonly"])
+        changes = pack_changes(workdir, before, [*spec["readonly"], *spec.get("private", ())])
+        answer["results"] = read_results(results) if spec.get("result_dir") else {}
         return {**answer, "result": dataclasses.asdict(result), "changes": changes}
     except SandboxError as exc:
         return {**answer, "sandbox_error": str(exc)}

@@ -194,3 +194,39 @@ def apply_changes(root: Path, changes: Changes) -> list[str]:
             except OSError:
                 refused.append(member.name)
     return refused
+
+
+#: Most bytes of result files sent back from a node (each one, and all together).
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+
+
+def read_results(folder: Path) -> dict[str, bytes]:
+    """The regular files directly in the node's result ``folder`` (links never followed)."""
+    found: dict[str, bytes] = {}
+    total = 0
+    for name in sorted(os.listdir(folder)):
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                with os.fdopen(fd, "rb", closefd=False) as handle:
+                    data = handle.read(MAX_RESULT_BYTES + 1)
+                if len(data) <= MAX_RESULT_BYTES and total + len(data) <= MAX_RESULT_BYTES:
+                    found[name] = data
+                    total += len(data)
+        finally:
+            os.close(fd)
+    return found
+
+
+def write_results(folder: str, files: dict[str, bytes]) -> None:
+    """Write the result files a node sent back into the controller's result ``folder``."""
+    for name, data in files.items():
+        if name and "/" not in name and name not in (".", "..") and isinstance(data, bytes):
+            fd = os.open(
+                os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            )
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)

@@ -1,7 +1,8 @@
-"""Work-dir ownership and copies for container backends.
+"""Work-dir ownership and copies.
 
-When cambrian runs as root, the container's user (65534) cannot write the root-owned
-work dir, so the tree is handed to that uid for the run and back afterwards. Nothing
+When cambrian runs as root, the candidate's uid (65534) cannot write the root-owned
+work dir, so the tree is handed to that uid for the run and back afterwards; the
+evaluator's own files stay root's. Nothing
 here follows a symlink: a candidate's link to a host file must never retarget a chown or
 a copy onto the host file.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from cambrian.sandbox._protect import make_readonly, restore_modes
 
 SANDBOX_UID = 65534
 
@@ -89,3 +92,128 @@ def copy_tree(src: str, dst: str) -> None:
     """Replace the contents of ``dst`` by a copy of ``src`` (symlinks copied as links)."""
     clear_dir(dst)
     shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore_dangling_symlinks=True)
+
+
+def make_private(paths: Sequence[str]) -> dict[str, int]:
+    """Make ``paths`` readable by their owner only (folders 0700, files 0600), recursively.
+
+    Returns:
+        The original modes, for ``restore_modes``.
+    """
+    saved: dict[str, int] = {}
+    for top in paths:
+        walk = [(top, [], [])] if not os.path.isdir(top) else list(os.walk(top))
+        for parent, dirs, files in walk:
+            for path in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+                try:
+                    st = os.lstat(path)
+                    if stat.S_ISLNK(st.st_mode) or path in saved:
+                        continue
+                    saved[path] = stat.S_IMODE(st.st_mode)
+                    os.chmod(path, 0o700 if stat.S_ISDIR(st.st_mode) else 0o600)
+                except OSError:
+                    continue
+    return saved
+
+
+def grant_tree(
+    root: str, protected: Sequence[str], private: Sequence[str], uid: int = SANDBOX_UID
+) -> Callable[[], None]:
+    """Hand the work dir to the candidate's uid for one run (needs root); return the undo.
+
+    Everything becomes ``uid``'s except the protected and private paths, which stay
+    their owner's, read-only (protected) or owner-only (private); the folders above them
+    become root-owned and sticky, so the candidate cannot rename them away either.
+    """
+    owner = os.stat(root)
+    keep = [*protected, *private]
+    chown_tree(root, uid, uid, skip=keep)
+    hidden = make_private(private)
+    readonly = make_readonly(protected)
+    parents = _parent_dirs(root, keep)
+    modes = {path: stat.S_IMODE(os.lstat(path).st_mode) for path in parents}
+    sticky_parents(root, keep)
+
+    def undo() -> None:
+        chown_tree(root, owner.st_uid, owner.st_gid)
+        for path, mode in modes.items():
+            if not os.path.islink(path):
+                os.chmod(path, mode)
+        restore_modes(readonly)
+        restore_modes(hidden)
+
+    return undo
+
+
+def _parent_dirs(top: str, paths: Sequence[str]) -> list[str]:
+    """The folders ``sticky_parents`` changes for ``paths``, absolute."""
+    found = {os.path.normpath(top)}
+    for path in paths:
+        rel = os.path.relpath(os.path.dirname(path), top)
+        parts = [] if rel == "." else rel.split(os.sep)
+        for depth in range(1, len(parts) + 1):
+            found.add(os.path.join(top, *parts[:depth]))
+    return sorted(found)
+
+
+def open_tree(root: str, protected: Sequence[str], private: Sequence[str]) -> Callable[[], None]:
+    """Let every uid write the work dir for one run (no root to chown it); return the undo.
+
+    Folders become 0777 and files gain write bits for all, except the protected paths
+    (read-only) and the private ones (owner-only); used where the candidate's uid is not
+    ours and cambrian cannot give it the tree.
+    """
+    keep = {*protected, *private}
+    saved: dict[str, int] = {}
+    for parent, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(parent, d) not in keep]
+        for path in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+            if path in keep or path in saved:
+                continue
+            try:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    continue
+                saved[path] = stat.S_IMODE(st.st_mode)
+                os.chmod(path, 0o777 if stat.S_ISDIR(st.st_mode) else saved[path] | 0o666)
+            except OSError:
+                continue
+    hidden = make_private(private)
+    readonly = make_readonly(protected)
+
+    def undo() -> None:
+        restore_modes(saved)
+        restore_modes(readonly)
+        restore_modes(hidden)
+
+    return undo
+
+
+def copy_results(src: str, dst: str, limit: int = 64 << 20) -> None:
+    """Copy the regular files directly in ``src`` to ``dst``, links never followed."""
+    for name in os.listdir(src):
+        try:
+            fd = os.open(os.path.join(src, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and info.st_size <= limit:
+                with open(os.path.join(dst, name), "wb") as out:
+                    out.write(os.read(fd, limit))
+        finally:
+            os.close(fd)
+
+
+def fresh_dir(path: str, mode: int) -> None:
+    """Make sure the folder ``path`` exists (the wipe may have emptied the slot)."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+
+
+def move_path(value: str, prefixes: Mapping[str | None, str]) -> str:
+    """``value`` with a leading host path replaced by its place in the slot."""
+    for old, new in prefixes.items():
+        if old and (value == old or value.startswith(f"{old}/")):
+            return new + value[len(old) :]
+    return value

@@ -1,11 +1,20 @@
-"""Evaluator: runs solve.py in a fresh process and prints one JSON result line."""
+"""Evaluator: runs solve.py in a fresh process and prints one JSON result line.
+
+Candidate code runs only in the child, started through $CAMBRIAN_RUN: cambrian's inner
+tier, where it has its own uid and cannot reach this process, its output or the result.
+Never import solve here. Run by hand ($CAMBRIAN_RUN unset), the child is a plain process.
+"""
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 
+CANDIDATE = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
 CHECK = "import solve, json; print(json.dumps([solve.WIDTH, solve.HEIGHT, solve.area()]))"
-out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=20)
+argv = [*CANDIDATE, sys.executable, "-c", CHECK]
+out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
 if out.returncode != 0:
     print(out.stderr[-2000:], file=sys.stderr)
     sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from cambrian.errors import ArchiveError
 
 #: Most failed or rejected programs sent in a full tree; the oldest beyond it are culled.
 FAINT_LIMIT = 4000
-_MAX_FILE_CHARS = 200_000
+#: Most characters of one diff, file, output tail or evaluator value sent; a marker follows.
+TEXT_LIMIT = 200_000
 
 
 @dataclass
@@ -84,7 +86,8 @@ def build_router(views: ArchiveViews, sources: dict[str, RunSource]) -> APIRoute
         if found is None:
             raise HTTPException(404, f"no program {program_id!r} in run {run_id!r}")
         parent = views.program(run_id, found["parent_id"]) if found["parent_id"] else None
-        return {**found, **_lineage_view(source(run_id), found, parent)}
+        lineage = _lineage_view(source(run_id), found, parent)
+        return {**found, "reason": _cap(found["reason"]), **lineage, "evaluation": _capped(found)}
 
     return router
 
@@ -104,5 +107,34 @@ def _lineage_view(
             files = src.lineage.read_files(program["commit"], wanted[:50])
         except (ArchiveError, KeyError, ValueError) as exc:
             return {"diff": "", "files": {}, "lineage_note": f"lineage unreadable: {exc}"}
-    files = {path: text[:_MAX_FILE_CHARS] for path, text in files.items()}
-    return {"diff": diff, "files": files, "lineage_note": ""}
+    files = {path: _cap(text) for path, text in files.items()}
+    return {"diff": _cap(diff), "files": files, "lineage_note": ""}
+
+
+def _cap(text: str) -> str:
+    """``text`` cut to ``TEXT_LIMIT`` characters, with a line saying how much was cut."""
+    if len(text) <= TEXT_LIMIT:
+        return text
+    shown = f"{TEXT_LIMIT:,} of {len(text):,} characters shown"
+    return f"{text[:TEXT_LIMIT]}\n[cut by cambrian ui: {shown}]"
+
+
+def _capped(program: dict[str, Any]) -> dict[str, Any] | None:
+    """The program's evaluation with each text and evaluator value cut to ``TEXT_LIMIT``."""
+    evaluation = program["evaluation"]
+    if evaluation is None:
+        return None
+    out = {**evaluation, "reason": _cap(evaluation["reason"])}
+    out["output_tail"] = _cap(evaluation["output_tail"])
+    for name in ("metrics", "features", "artifacts"):
+        out[name] = {key: _cap_value(value) for key, value in evaluation[name].items()}
+    return out
+
+
+def _cap_value(value: Any) -> Any:
+    """A JSON value as is, or as its cut text when it is longer than ``TEXT_LIMIT``."""
+    if isinstance(value, str):
+        return _cap(value)
+    if isinstance(value, list | dict) and len(text := json.dumps(value)) > TEXT_LIMIT:
+        return _cap(text)
+    return value

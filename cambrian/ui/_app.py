@@ -1,4 +1,4 @@
-"""The live view's web app: static page, JSON API, token check, and the server."""
+"""The live view's web app: static page, JSON API, Host and token checks, and the server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from cambrian.ui._api import RunSource, build_router
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_COOKIE = "cambrian_token"
+_WILDCARDS = {"0.0.0.0", "::", ""}
 
 
 def static_dir() -> Path:
@@ -37,19 +38,31 @@ def resolve_token(host: str, token: str | None) -> str | None:
 
 
 def create_app(
-    views: ArchiveViews, sources: dict[str, RunSource], token: str | None = None
+    views: ArchiveViews,
+    sources: dict[str, RunSource],
+    token: str | None = None,
+    host: str | None = None,
 ) -> FastAPI:
     """Build the web app over an archive.
+
+    Requests whose ``Host`` header names neither a loopback name nor ``host`` are
+    refused with 403, so a web page whose own name was rebound to this machine's address
+    (DNS rebinding) cannot read the view through the visitor's browser.
 
     Args:
         views: Read-only queries over the archive database.
         sources: Lineage and config of the runs the caller knows, by run id.
         token: When set, every request needs it (``?token=``, a bearer header or the
             cookie set by the first ``?token=`` visit).
+        host: The address the server binds, when the user chose it: its name is accepted
+            too. A wildcard (``0.0.0.0``, ``::``) accepts any name; the token guards it.
     """
     app = FastAPI(title="cambrian", docs_url=None, redoc_url=None, openapi_url=None)
     if token:
         _require_token(app, token)
+    names = {*LOOPBACK, _host_name(host or "localhost")}
+    if not names & _WILDCARDS:
+        _require_host(app, names)  # added last, so checked before the token
     app.include_router(build_router(views, sources))
     page = static_dir()
     app.mount("/static", StaticFiles(directory=page), name="static")
@@ -83,6 +96,31 @@ def _require_token(app: FastAPI, token: str) -> None:
         if request.query_params.get("token"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
+
+
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header or ``--host`` value, lower case, without port or brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _require_host(app: FastAPI, names: set[str]) -> None:
+    """Refuse requests whose ``Host`` header names none of ``names`` (any port)."""
+
+    @app.middleware("http")
+    async def check(request: Request, call_next) -> Response:  # noqa: ANN001 - starlette's
+        given = request.headers.get("host", "")
+        if _host_name(given) not in names:
+            return JSONResponse(
+                {
+                    "detail": f"Host {given!r} is not a name of this server; to serve under "
+                    "another name, start `cambrian ui --host` with it"
+                },
+                status_code=403,
+            )
+        return await call_next(request)
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:

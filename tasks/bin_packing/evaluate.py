@@ -7,11 +7,17 @@ and prints the bin chosen for every item. This process then replays that assignm
 checks it is a real online packing: no bin overflows, bins open in order, and a new bin
 opens only when no open bin had room. The score is minus the mean percentage of bins
 used above the L1 lower bound ceil(sum(items) / capacity); 0 would be optimal.
+
+The child is started through ``$CAMBRIAN_RUN``: cambrian's inner tier, where candidate
+code has its own uid and cannot reach this process or its output. Run by hand
+(``$CAMBRIAN_RUN`` unset), the child is a plain process.
 """
 
 import json
 import math
+import os
 import random
+import shlex
 import subprocess
 import sys
 
@@ -23,6 +29,7 @@ SEED = 2023
 BEST_FIT_PCT = 4.614
 FIRST_FIT_PCT = 5.157
 RUNNER = "import evaluate, json, solve, sys; print(json.dumps(evaluate.child(solve.priority)))"
+CANDIDATE = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
 
 
 def instances():
@@ -119,7 +126,8 @@ def mean_excess(cases, priority):
 
 def run_child():
     """Run ``solve.priority`` in a child; return its assignments or exit 1 with the reason."""
-    run = subprocess.run([sys.executable, "-c", RUNNER], capture_output=True, text=True, timeout=50)
+    argv = [*CANDIDATE, sys.executable, "-c", RUNNER]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=50)
     if run.returncode != 0:
         print(run.stderr[-3000:], file=sys.stderr)
         sys.exit(1)

@@ -4,16 +4,23 @@ A packing is valid when it has exactly 26 circles with finite coordinates and po
 radii, every circle lies inside the unit square, and no two circles overlap. Both checks
 allow a tolerance of 1e-9. The score is the sum of radii; an invalid packing scores 0
 and the feedback names the first violation.
+
+``pack()`` runs only in a child process started through ``$CAMBRIAN_RUN``: cambrian's
+inner tier, where candidate code has its own uid and cannot reach this process or its
+output. Run by hand (``$CAMBRIAN_RUN`` unset), the child is a plain process.
 """
 
 import json
 import math
+import os
+import shlex
 import subprocess
 import sys
 
 N = 26
 TOL = 1e-9
 RUNNER = "import json, solve; print(json.dumps([list(map(float, c)) for c in solve.pack()]))"
+CANDIDATE = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
 
 
 def check(circles):
@@ -38,7 +45,8 @@ def check(circles):
 
 
 def main():
-    run = subprocess.run([sys.executable, "-c", RUNNER], capture_output=True, text=True, timeout=50)
+    argv = [*CANDIDATE, sys.executable, "-c", RUNNER]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=50)
     if run.returncode != 0:
         print(run.stderr[-3000:], file=sys.stderr)
         sys.exit(1)

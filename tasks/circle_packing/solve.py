@@ -42,7 +42,7 @@ def radii(points):
 
 def pack():
     points = centres()
-    return [(x, y, r) for (x, y), r in zip(points, radii(points))][:N]
+    return [(x, y, r) for (x, y), r in zip(points, radii(points), strict=True)][:N]
 
 
 # EVOLVE-BLOCK-END

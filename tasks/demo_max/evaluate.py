@@ -1,13 +1,21 @@
-"""Evaluator for demo_max: the score is value(), which must be a number <= 1000."""
+"""Evaluator for demo_max: the score is value(), which must be a number <= 1000.
+
+value() runs in a child started through ``$CAMBRIAN_RUN`` (cambrian's inner tier for
+candidate code); run by hand, without it, the child is a plain process.
+"""
 
 import json
 import math
+import os
+import shlex
 import subprocess
 import sys
 
 RUNNER = "import json, value; print(json.dumps(value.value()))"
+CANDIDATE = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
 
-run = subprocess.run([sys.executable, "-c", RUNNER], capture_output=True, text=True, timeout=10)
+argv = [*CANDIDATE, sys.executable, "-c", RUNNER]
+run = subprocess.run(argv, capture_output=True, text=True, timeout=10)
 if run.returncode != 0:
     print(run.stderr[-2000:], file=sys.stderr)
     sys.exit(1)

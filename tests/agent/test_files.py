@@ -63,3 +63,28 @@ def test_such_edits_are_rejected_as_data(path: str) -> None:
     reply = f"{path}\n<<<<<<< SEARCH\n=======\nprint('{{\"score\": 1e9}}')\n>>>>>>> REPLACE\n"
     result = apply_reply(reply, {"solve.py": "x = 1\n"}, rules.is_editable)
     assert not result.ok and "not editable" in result.error
+
+
+@pytest.mark.parametrize(
+    ("path", "shadowed"),
+    [
+        ("json.py", "the standard-library module 'json'"),
+        ("pkg/os.py", "the standard-library module 'os'"),
+        ("json/__init__.py", "the standard-library module 'json'"),
+        ("_json.cpython-311-x86_64-linux-gnu.so", "the standard-library module '_json'"),
+        ("evaluate/__init__.py", "the evaluator's module 'evaluate'"),
+        ("pkg/evaluate.py", "the evaluator's module 'evaluate'"),
+    ],
+)
+def test_new_files_that_shadow_a_module(path: str, shadowed: str) -> None:
+    rules = FileRules(["**"], ["evaluate.py"], files=TREE)
+    assert rules.is_editable(path)  # the globs allow it; shadowing is refused on its own
+    reason = rules.shadowing(["pkg/new.py", path])
+    assert reason == f"new file {path} would shadow {shadowed}; give it another name"
+
+
+def test_files_that_shadow_nothing() -> None:
+    rules = FileRules(["**"], ["evaluate.py"], files=[*TREE, "types.py"])
+    # types.py is the task's own file; json/data.py is a namespace package's module
+    paths = ["types.py", "solve.py", "pkg/new.py", "jsonish.py", "json/data.py", "notes.md"]
+    assert rules.shadowing(paths) == ""

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import TASKS, need_engine
 
 from cambrian.agent import Evolution, open_run
@@ -171,3 +172,30 @@ def test_prompt_variations_pick_among_template_sets(scaffold_task: Path, tmp_pat
         )
     compact = [s for s in seen if not s.startswith("You are an expert")]
     assert len(seen) == 12 and 0 < len(compact) < 12  # both sets were used
+
+
+def test_budget_holds_with_four_proposals_in_flight(scaffold_task: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(mutate_numbers(seed=4)) as server:
+        extra = {
+            "llm": {
+                "model": "openai/scripted",
+                "api_base": server.url,
+                "price_in": 400.0,
+                "price_out": 400.0,
+            }
+        }
+        reason, stats, _ = _run(
+            scaffold_task,
+            run_dir,
+            extra,
+            "run.iterations=50",
+            "run.max_cost_usd=1.0",
+            "run.proposal_concurrency=4",
+            "run.eval_concurrency=1",
+        )
+    db = sqlite3.connect(run_dir / "archive.db")
+    costs = [cost for (cost,) in db.execute("select cost_usd from llm_calls")]
+    assert reason == "max_cost" and len(costs) > 2
+    assert stats["cost_usd"] == pytest.approx(sum(costs))
+    assert sum(costs) <= 1.0 + max(costs), costs  # over the cap by one call at most

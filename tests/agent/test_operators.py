@@ -72,3 +72,29 @@ def test_recommendation_lines_are_the_list_items() -> None:
     assert recommendation_lines("Use fewer, larger circles near the edges.") == [
         "Use fewer, larger circles near the edges."
     ]
+
+
+def test_pick_line_names_simple_statements_and_favours_numbers() -> None:
+    import random
+
+    from cambrian.agent._operators import CONSTANT_WEIGHT, NUMBER_WEIGHT, pick_line, simple_lines
+
+    code = (
+        "import math\n# EVOLVE-BLOCK-START\nSTEP = 0.25  # a parameter\n\n\ndef f(xs):\n"
+        "    total = sum(xs)\n    for x in xs:\n        total += math.sqrt(x) / 2\n"
+        "    return total\n"
+        "# EVOLVE-BLOCK-END\nOUTSIDE = 3\n"
+    )
+    files = {"s.py": code}
+    assert simple_lines(files) == [
+        ("STEP = 0.25  # a parameter", "STEP = "),
+        ("total = sum(xs)", "total = "),
+        ("total += math.sqrt(x) / 2", "total += "),
+        ("return total", "return "),
+    ]  # no def, for, import, or line outside the block
+    rng = random.Random(0)
+    picks = Counter(pick_line(files, rng)[1] for _ in range(3000))
+    plain = (picks["total = "] + picks["return "]) / 2
+    assert CONSTANT_WEIGHT * 0.8 < picks["STEP = "] / plain < CONSTANT_WEIGHT * 1.2
+    assert NUMBER_WEIGHT * 0.7 < picks["total += "] / plain < NUMBER_WEIGHT * 1.3
+    assert pick_line({"s.py": "def f():\n    pass\n"}, rng) is None

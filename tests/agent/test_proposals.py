@@ -191,6 +191,38 @@ def test_prefill_starts_the_answer_in_its_code_block(scaffold_task: Path, tmp_pa
     assert "WIDTH = 0.75" in text and "# " + "Widen it." not in text  # the idea comment left
 
 
+def test_the_line_operator_starts_the_answer_with_a_statement_s_left_side(
+    scaffold_task: Path, tmp_path: Path
+) -> None:
+    heads: list[str] = []
+
+    def responder(messages: list[dict]) -> str:  # continues the prefilled statement
+        start = messages[-1]["content"]
+        head = start.splitlines()[-1]
+        heads.append(head)
+        assert "Write only the new version of that one line" in messages[1]["content"]
+        return {"WIDTH = ": "0.75\n```", "HEIGHT = ": "0.625\n```"}.get(head, "2 * WIDTH\n```")
+
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(responder) as server:
+        reason, stats = _run(
+            scaffold_task,
+            run_dir,
+            server.url,
+            "run.iterations=3",
+            "run.proposal_concurrency=1",
+            "llm.prefill=true",
+            "operators.line=1",
+            *REGION_ONLY,
+            "operators.region=0",
+            "prompt.repair_turns=0",
+        )
+    assert reason == "iterations" and set(heads) <= {"WIDTH = ", "HEIGHT = ", "return "}
+    children = _rows(run_dir, "select operator from programs where parent_id is not null")
+    assert children and {operator for (operator,) in children} == {"line"}
+    assert stats["best_score"] > 0.25  # the initial area is 0.25; each line tried raises it
+
+
 def test_a_docstring_only_change_is_refused_before_it_runs(
     scaffold_task: Path, tmp_path: Path
 ) -> None:

@@ -1,5 +1,7 @@
 """Partial answers: an EVOLVE-BLOCK's new code, or changed functions, put back in place."""
 
+from pathlib import Path
+
 from cambrian.agent._edits import MAX_REPLY_CHARS, apply_reply, strip_thinking
 from cambrian.agent._regions import block_span, merge_definitions, region_text, splice
 
@@ -215,4 +217,44 @@ def test_a_bare_body_goes_into_the_block_s_only_function() -> None:
         "    scores = [-(b - item) ** 2 for b in bins]\n"
         "    return scores\n"
         "# EVOLVE-BLOCK-END\n"
+    )
+
+
+CIRCLES = (
+    Path(__file__).resolve().parents[2] / "tasks" / "circle_packing" / "solve.py"
+).read_text()
+
+
+def test_a_changed_line_of_a_function_replaces_its_namesake_there() -> None:
+    reply = "```python\nr = [min(x, y) for x, y in points]  # closer to the walls\n```"
+    result = apply_reply(reply, {"solve.py": CIRCLES}, _never)
+    assert result.ok and result.kind == "lines"
+    old_line = "    r = [min(x, y, 1 - x, 1 - y) for x, y in points]\n"
+    new_line = "    r = [min(x, y) for x, y in points]  # closer to the walls\n"
+    assert result.changes["solve.py"] == CIRCLES.replace(old_line, new_line)
+
+
+def test_a_torn_out_body_whose_statements_all_match_replaces_them_in_place() -> None:
+    reply = (
+        "```python\npoints = centres()[::-1]\n"
+        "return [(x, y, r) for (x, y), r in zip(points, radii(points))]\n```"
+    )
+    result = apply_reply(reply, {"solve.py": CIRCLES}, _never)
+    assert result.ok and result.kind == "lines"
+    text = result.changes["solve.py"]
+    assert "def pack():\n    points = centres()[::-1]\n    return [(x, y, r) for" in text
+    assert "strict=True)][:N]" not in text and text.count("def ") == CIRCLES.count("def ")
+
+
+def test_statements_that_match_nothing_or_a_constant_are_not_placed_in_a_function() -> None:
+    from cambrian.agent._statements import into_statements
+
+    region = "N = 3\n\n\ndef f(xs):\n    total = 0\n    for x in xs:\n        total += x\n"
+    region += "    return total\n"
+    assert into_statements(region, "N = 4\n") is None  # a constant: merged by name instead
+    assert into_statements(region, "count = 0\n") is None  # no statement sets `count`
+    assert into_statements(region, "total = 1\ntotal = 2\n") is None  # one key twice
+    placed = into_statements(region, "for x in sorted(xs):\n    total += 2 * x\n")
+    assert placed == region.replace(
+        "for x in xs:\n        total += x", "for x in sorted(xs):\n        total += 2 * x"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from conftest import need_engine
 
 from cambrian.config import EvaluatorConfig, SandboxConfig
 from cambrian.evaluators import CommandEvaluator, ResultError, parse_result
+from cambrian.evaluators._result import MAX_DEPTH, MAX_ENTRIES
 from cambrian.sandbox import ProcessSandbox, make_limits
 from cambrian.types import EvalStatus
 
@@ -137,3 +139,71 @@ def test_parse_result_rejects_non_finite() -> None:
         parse_result('{"score": NaN}')
     with pytest.raises(ResultError, match="object"):
         parse_result("[1, 2]")
+
+
+BEYOND = {
+    "deep": ('{"score": 1, "m": ' + "[" * 40 + "]" * 40 + "}", "nested deeper than 32"),
+    "large": ('{"score": 1, "m": "' + "x" * 1_000_000 + '"}', "larger than 1000000"),
+    "digits": ('{"score": 1' + "0" * 5000 + "}", "an integer has too many digits"),
+    "huge_score": ('{"score": 1' + "0" * 400 + "}", "score is too large for a float"),
+    "huge_metric": ('{"score": 1, "metrics": {"n": 1' + "0" * 400 + "}}", "metrics.n is too"),
+    "metric_name": ('{"score": 1, "metrics": {"' + "k" * 201 + '": 1}}', "name longer than 200"),
+    "feature_name": ('{"score": 1, "features": {"' + "k" * 201 + '": 1}}', "name longer than"),
+    "metric_value": ('{"score": 1, "metrics": {"a": "' + "x" * 10_000 + '"}}', "longer than 10000"),
+    "artifacts": (
+        json.dumps({"score": 1, "artifacts": {str(i): "" for i in range(1001)}}),
+        "'artifacts' has 1001 entries, at most 1000",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BEYOND))
+def test_parse_result_bounds(case: str) -> None:
+    text, reason = BEYOND[case]
+    with pytest.raises(ResultError, match=reason):
+        parse_result(text)
+
+
+def test_parse_result_at_its_bounds() -> None:
+    # MAX_DEPTH levels counting the result and metrics objects; brackets in strings are text.
+    nested = json.loads("[" * (MAX_DEPTH - 2) + "]" * (MAX_DEPTH - 2))
+    text = json.dumps({"score": 1, "metrics": {"s": "[[[[" * 100, "d": nested}})
+    assert parse_result(text)["metrics"]["s"].startswith("[[[[")
+    wide = {"score": 1, "metrics": {f"m{i}": i for i in range(MAX_ENTRIES)}}
+    assert len(parse_result(json.dumps(wide))["metrics"]) == MAX_ENTRIES
+
+
+def test_a_huge_result_file_fails_its_candidate(sandbox, tmp_path: Path) -> None:
+    cmd = (
+        "python -c \"import json, os; open(os.environ['CAMBRIAN_RESULT'], 'w').write("
+        "json.dumps({'score': 1, 'metrics': {f'm{i}': i for i in range(10**6)}}))\""
+    )
+    evaluation = _evaluate(sandbox, tmp_path, cmd)
+    assert evaluation.status is EvalStatus.ERROR
+    assert evaluation.reason == "result is larger than 1000000 characters"
+
+
+def test_a_module_candidate_code_writes_into_the_work_dir_fails_it(sandbox, tmp_path: Path) -> None:
+    (tmp_path / "solve.py").write_text("open('json.py', 'w').write('SCORE = 99')\n")
+    forge = "$CAMBRIAN_RUN python solve.py; echo '{\"score\": 1}'"
+    evaluation = _evaluate(sandbox, tmp_path, forge)
+    assert evaluation.status is EvalStatus.ERROR
+    assert evaluation.reason.startswith("candidate code created 'json.py' in the work dir")
+    (tmp_path / "json.py").unlink()
+    (tmp_path / "solve.py").write_text("open('notes.txt', 'w').write('data')\n")
+    assert _evaluate(sandbox, tmp_path, forge).ok  # other files are the candidate's own
+
+
+def test_the_evaluator_reads_no_user_site_and_no_cached_bytecode(sandbox, tmp_path: Path) -> None:
+    check = """python -c "import sys, json; print(json.dumps({'score': 1, 'metrics': {
+'user_site': int(sys.flags.no_user_site), 'prefix': int(sys.pycache_prefix is not None)}}))" """
+    evaluation = _evaluate(sandbox, tmp_path, check.replace("\n", ""))
+    assert evaluation.ok and evaluation.metrics == {"user_site": 1.0, "prefix": 1.0}
+
+
+def test_candidate_marked_lines_never_count_as_the_result() -> None:
+    from cambrian.evaluators._result import find_result_text
+
+    out = '{"score": 1}\n[candidate] x\r{"score": 99}\n[candidate] {"score": 98}\n'
+    assert find_result_text(None, out) == '{"score": 1}'
+    assert find_result_text(None, 'a\r{"score": 2}\n') == 'a\r{"score": 2}'  # one line

@@ -96,6 +96,16 @@ def test_weights_follow_the_weights():
         choose_weighted([1.0, 0.0], rng)
 
 
+def test_failed_calls_are_zero_outcomes_and_do_not_make_a_model_look_cheap():
+    answering = _observed(4, 0.0, calls=4, cost_usd=4.0)
+    failing = _observed(4, 0.0, calls=4, errors=3, cost_usd=1.0)  # one answer, as dear
+    assert answering.mean_cost == failing.mean_cost == 1.0
+    assert failing.mean_reward == 0.0 and failing.pending == 0
+    assert ucb_scores([answering, failing], c=1.0, cost_weight=1.0) == pytest.approx(
+        ucb_scores([answering, answering], c=1.0, cost_weight=1.0)
+    )
+
+
 def test_choose_dispatches_and_rejects_unknown_policies():
     stats = [_observed(10, 0.1), _observed(10, 0.5)]
     rng = random.Random(0)

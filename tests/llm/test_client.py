@@ -74,6 +74,13 @@ def test_hang_past_the_deadline_fails_quickly():
         assert time.perf_counter() - start < 3
 
 
+def test_a_timeout_is_retried_once_at_most():
+    with ScriptedLLMServer(replay([Fault(200, "too late", delay_s=8)])) as server:
+        with pytest.raises(LLMError, match="after 2 attempt"):
+            _complete(server, timeout_s=1, retries=4)
+        assert server.requests == 2
+
+
 def test_dropped_connection_is_retried():
     with ScriptedLLMServer(replay([Fault(drop=True), "after the drop"])) as server:
         completion = _complete(server)

