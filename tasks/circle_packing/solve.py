@@ -5,8 +5,9 @@ pack() returns a list of 26 (x, y, r) tuples. Only the EVOLVE-BLOCK may change.
 
 import math
 
+N = 26  # the task: always 26 circles
+
 # EVOLVE-BLOCK-START
-N = 26
 INNER = 8  # circles on the inner ring
 OUTER = N - 1 - INNER  # circles on the outer ring: the rest
 INNER_RADIUS = 0.25  # distance of the inner ring from the centre
