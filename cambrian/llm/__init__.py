@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     )
     from cambrian.llm._cost import (
         Prices,
-        budget_allows,
         estimate_cost,
         estimate_prompt_tokens,
         is_local,
@@ -58,7 +57,6 @@ __all__ = [
     "EnsembleLLM",
     "ModelStats",
     "Prices",
-    "budget_allows",
     "choose",
     "choose_thompson",
     "choose_ucb",
@@ -104,7 +102,6 @@ _MODULES = {
     "CircuitBreaker": "_breaker",
     "sample_temperature": "_client",
     "Prices": "_cost",
-    "budget_allows": "_cost",
     "estimate_cost": "_cost",
     "estimate_prompt_tokens": "_cost",
     "is_local": "_cost",

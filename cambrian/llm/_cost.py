@@ -111,21 +111,3 @@ def estimate_cost(messages: Sequence[Mapping[str, Any]], prices: Prices, max_tok
         max_tokens: The call's completion cap (the worst case is assumed).
     """
     return prices.cost(estimate_prompt_tokens(messages), max_tokens)
-
-
-def budget_allows(
-    spent_usd: float, in_flight_estimate_usd: float, max_cost_usd: float | None
-) -> bool:
-    """Whether a new proposal may start under ``run.max_cost_usd``.
-
-    Args:
-        spent_usd: Cost of every finished call of the run (resumed sessions included).
-        in_flight_estimate_usd: Estimated cost of the calls still running.
-        max_cost_usd: The budget; None means no budget.
-
-    Returns:
-        False once spent plus in-flight estimate reaches the budget.
-    """
-    if max_cost_usd is None:
-        return True
-    return spent_usd + in_flight_estimate_usd < max_cost_usd

@@ -45,7 +45,7 @@ from cambrian.sandbox._env import SYSTEM_PATH, new_token, sandbox_env
 from cambrian.sandbox._gpu import gpu_slots
 from cambrian.sandbox._image import image_name
 from cambrian.sandbox._limits import SHELL
-from cambrian.sandbox._protect import make_readonly, resolve_readonly
+from cambrian.sandbox._protect import resolve_readonly
 from cambrian.sandbox._tier import (
     CANDIDATE_UID,
     LAUNCHER,
@@ -56,17 +56,8 @@ from cambrian.sandbox._tier import (
     outer_line,
     runner_env,
 )
-from cambrian.sandbox._workdir import (
-    chown_tree,
-    copy_results,
-    copy_tree,
-    fresh_dir,
-    grant_tree,
-    make_private,
-    move_path,
-    open_tree,
-    sticky_parents,
-)
+from cambrian.sandbox._warm import Slot, copy_back, fill_slot
+from cambrian.sandbox._workdir import copy_results, grant_tree, move_path, open_tree
 from cambrian.types import Limits, RunResult
 
 _OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory")
@@ -81,15 +72,6 @@ _CLEANUP = (
 _ROOT = "0:0"
 _CLEANUP_S = 5.0
 _EXIT_WAIT_S = 2.0
-
-
-@dataclasses.dataclass
-class _Slot:
-    """A warm container and the host dir bound into it."""
-
-    container_id: str
-    dir: str
-    gpus: tuple[str, ...]
 
 
 class DockerSandbox:
@@ -117,7 +99,7 @@ class DockerSandbox:
         self._root = os.geteuid() == 0
         self._lock = threading.Lock()
         self._live: set[str] = set()
-        self._idle: list[_Slot] = []
+        self._idle: list[Slot] = []
         self._closed = False
 
     def _find_image(self) -> tuple[str, str]:
@@ -319,7 +301,7 @@ class DockerSandbox:
         owner = os.stat(root)
         result, sticky, back = None, [], ""
         try:
-            sticky = self._fill_slot(tree, inner)
+            sticky = fill_slot(tree, inner, as_root=self._root)
             places = {root: work, tree.results: results}
             moved = {k: move_path(v, places) for k, v in (env or {}).items()}
             full_env = self._env(inner, limits, moved)
@@ -327,7 +309,7 @@ class DockerSandbox:
             if tree.results:
                 copy_results(results, tree.results)
         finally:
-            back = _copy_back(work, root, owner, sticky)
+            back = copy_back(work, root, owner, sticky)
             # The wipe empties /tmp, which holds the slot's mount too: only after the copy.
             ok = result is not None and not (result.timed_out or result.oom_killed or back)
             self._release(slot, ok and self._wipe(slot))
@@ -335,22 +317,7 @@ class DockerSandbox:
             result = dataclasses.replace(result, lost=f"work dir not copied back: {back}")
         return result
 
-    def _fill_slot(self, tree: Tree, inner: Tree) -> list[str]:
-        """Copy the work dir into the slot, owned as in a fresh container; sticky dirs."""
-        fresh_dir(inner.root, 0o755)
-        if inner.results:
-            fresh_dir(inner.results, 0o700)
-        copy_tree(tree.root, inner.root)
-        if not self._root:
-            open_tree(inner.root, inner.protected, inner.private)
-            return []
-        keep = [*inner.protected, *inner.private]
-        chown_tree(inner.root, CANDIDATE_UID, CANDIDATE_UID, skip=keep)
-        make_readonly(inner.protected)
-        make_private(inner.private)
-        return sticky_parents(inner.root, keep)
-
-    def _take_slot(self, limits: Limits, gpus: tuple[str, ...]) -> _Slot:
+    def _take_slot(self, limits: Limits, gpus: tuple[str, ...]) -> Slot:
         """An idle warm container for these GPUs, or a new one."""
         from docker.types import Mount
 
@@ -367,9 +334,9 @@ class DockerSandbox:
         except BaseException:
             shutil.rmtree(slot_dir, ignore_errors=True)
             raise
-        return _Slot(cid, slot_dir, gpus)
+        return Slot(cid, slot_dir, gpus)
 
-    def _wipe(self, slot: _Slot) -> bool:
+    def _wipe(self, slot: Slot) -> bool:
         """Kill the candidate's leftover processes and empty /tmp; False if that failed."""
         try:
             rc = self._exec(slot.container_id, _CLEANUP, "/", {}, Limits(timeout_s=_CLEANUP_S))
@@ -377,7 +344,7 @@ class DockerSandbox:
             return False
         return rc.returncode == 0 and not rc.timed_out
 
-    def _release(self, slot: _Slot, keep: bool) -> None:
+    def _release(self, slot: Slot, keep: bool) -> None:
         """Put a slot back in the pool, or recycle it."""
         with self._lock:
             if keep and not self._closed:
@@ -421,16 +388,3 @@ class DockerSandbox:
             self._remove(container_id)
         for slot in idle:
             shutil.rmtree(slot.dir, ignore_errors=True)
-
-
-def _copy_back(work: str, root: str, owner: os.stat_result, sticky: list[str]) -> str:
-    """Copy a warm slot's work dir back to ``root``; why it failed, or "" when it did not."""
-    try:
-        modes = {rel: os.stat(os.path.join(root, rel)).st_mode for rel in sticky}
-        copy_tree(work, root)
-        chown_tree(root, owner.st_uid, owner.st_gid)
-        for rel, mode in modes.items():
-            os.chmod(os.path.join(root, rel), mode)
-    except (OSError, shutil.Error) as exc:
-        return str(exc)[:200]
-    return ""
