@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,16 +28,14 @@ def run_source(run_dir: Path | None) -> tuple[str, Any]:
 
     The database is not opened here, so the view never migrates a run's archive.
     """
-    from cambrian.agent import FileRules, resolve_run_dir
+    from cambrian.agent import FileRules, read_run_files, resolve_run_dir
     from cambrian.archive import GitLineage
     from cambrian.config import build_config
     from cambrian.ui import RunSource
 
     run_dir = resolve_run_dir(run_dir).resolve()
-    if not (run_dir / "run.json").is_file():
-        raise ConfigError(f"{run_dir} is not a cambrian run folder (no run.json)")
-    meta = json.loads((run_dir / "run.json").read_text())
-    config = build_config(json.loads((run_dir / "config.json").read_text()), str(run_dir))
+    meta, data = read_run_files(run_dir)
+    config = build_config(data, str(run_dir))
     url = config.archive.url or f"sqlite:///{run_dir / 'archive.db'}"
     rules = FileRules(config.task.editable, config.evaluator.protected)
     axes = {name: axis.model_dump() for name, axis in config.archive.features.items()}

@@ -5,6 +5,7 @@ from cambrian.agent._files import FileRules
 from cambrian.agent._islands import choose_islands
 from cambrian.agent._loop import Event, Evolution
 from cambrian.agent._records import RunRecords, open_records
+from cambrian.agent._run_files import read_run_files
 from cambrian.agent._setup import RunContext, default_run_dir, open_run, resolve_run_dir
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "evolve_regions_intact",
     "open_records",
     "open_run",
+    "read_run_files",
     "resolve_run_dir",
 ]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cambrian.agent._setup import CONFIG_JSON, RUN_FILE, archive_url, resolve_run_dir
+from cambrian.agent._run_files import read_run_files
+from cambrian.agent._setup import archive_url, resolve_run_dir
 from cambrian.archive import GitLineage, SqlArchive
 from cambrian.config import build_config
-from cambrian.errors import ConfigError
 
 
 @dataclass
@@ -32,10 +31,8 @@ class RunRecords:
 def open_records(run_dir: Path | None) -> RunRecords:
     """Open the run in ``run_dir`` (default: the latest run started here) for reading."""
     run_dir = resolve_run_dir(run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise ConfigError(f"{run_dir} is not a cambrian run folder (no {RUN_FILE})")
-    meta = json.loads((run_dir / RUN_FILE).read_text())
-    config = build_config(json.loads((run_dir / CONFIG_JSON).read_text()), str(run_dir))
+    meta, data = read_run_files(run_dir)
+    config = build_config(data, str(run_dir))
     archive = SqlArchive(
         config.archive,
         url=archive_url(config, run_dir),

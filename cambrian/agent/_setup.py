@@ -15,6 +15,12 @@ from typing import Any
 
 from cambrian.agent._files import FileRules
 from cambrian.agent._models import resolve_models
+from cambrian.agent._run_files import (
+    CONFIG_JSON,
+    is_run_folder,
+    read_run_files,
+    write_run_files,
+)
 from cambrian.archive import GitLineage, SqlArchive
 from cambrian.config import (
     CambrianConfig,
@@ -35,8 +41,6 @@ from cambrian.types import LLM, Sandbox
 log = logging.getLogger("cambrian")
 
 RUNS_HOME = Path(".cambrian")
-RUN_FILE = "run.json"
-CONFIG_JSON = "config.json"
 
 
 @dataclass
@@ -136,7 +140,7 @@ def _stored_config(
     run_dir: Path, extra: dict[str, Any], overrides: list[str]
 ) -> tuple[dict[str, Any], CambrianConfig]:
     """Config of an existing run, with this invocation's flags and overrides on top."""
-    data = json.loads((run_dir / CONFIG_JSON).read_text())
+    _, data = read_run_files(run_dir)
     merge_flags(data, extra)
     for assignment in overrides:
         apply_override(data, assignment)
@@ -166,8 +170,8 @@ def _prepare(
     task_dir: Path | None, run_dir: Path | None, extra: dict[str, Any], overrides: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any], CambrianConfig, Path, bool]:
     """Decide between a new run and a resumed one; return meta, raw config and config."""
-    if run_dir is not None and (run_dir / RUN_FILE).is_file():
-        meta = json.loads((run_dir / RUN_FILE).read_text())
+    if run_dir is not None and is_run_folder(run_dir):
+        meta, _ = read_run_files(run_dir)
         data, config = _stored_config(run_dir, extra, overrides)
         return meta, data, config, run_dir, True
     task_dir = (task_dir or Path(".")).resolve()
@@ -204,9 +208,7 @@ def open_run(
     if check is not None:
         check(config)
     _template_sets(config, Path(meta["task_dir"]))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=1))
-    (run_dir / CONFIG_JSON).write_text(json.dumps(data, indent=1))
+    write_run_files(run_dir, meta, data)
     try:
         ctx = _open_rooms(meta, config, run_dir, resumed)
     except CambrianError:

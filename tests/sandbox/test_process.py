@@ -74,11 +74,39 @@ def test_rlimits_are_applied(sandbox, tmp_path):
     assert result.stdout.split() == [str(300 * 1024), "4", str(256 * 2048), "0"]
 
 
+def _session_of(marker: str, deadline: float) -> tuple[int, int]:
+    """(process group, session) of the process whose command line holds ``marker``.
+
+    Read from this process's /proc, so both are pids as the test sees them, also when
+    the sandbox runs in a pid namespace of its own (where getsid() answers 0).
+    """
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    return int(fields[2]), int(fields[3])
+            except OSError:  # the process ended while being read
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no process with {marker} appeared")
+
+
 def test_own_session_and_process_group(sandbox, tmp_path):
-    command = "python -c 'import os; print(os.getsid(0), os.getpgid(0))'"
-    result = sandbox.run(command, workdir=tmp_path, limits=limits())
-    sid, _pgid = map(int, result.stdout.split())
-    assert sid != os.getsid(0)
+    marker = f"cambrian-session-{uuid.uuid4().hex}"
+    command = f"sh -c 'while [ ! -e go ]; do sleep 0.05; done' {marker}"
+    box: dict = {}
+    runner = threading.Thread(
+        target=lambda: box.update(result=sandbox.run(command, workdir=tmp_path, limits=limits(120)))
+    )
+    runner.start()
+    try:
+        pgrp, sid = _session_of(marker, time.monotonic() + 100)
+    finally:
+        (tmp_path / "go").write_text("")
+        runner.join()
+    assert box["result"].returncode == 0, box["result"].stderr
+    assert sid not in (0, os.getsid(0)) and pgrp != os.getpgid(0)
 
 
 def test_sigkill_without_timeout_counts_as_oom(sandbox, tmp_path):
