@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import sysconfig
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -90,6 +92,32 @@ def module_name(path: str) -> str:
     return parts[-2] if stem == "__init__" and len(parts) > 1 else stem
 
 
+@lru_cache(maxsize=1)
+def installed_modules() -> frozenset[str]:
+    """Top-level modules and packages installed beside this interpreter (site-packages).
+
+    The sandbox runs the evaluator with this interpreter (or an image built from it),
+    so these are the third-party names an evaluator may import (``numpy``, ``scipy``).
+    Namespace packages (folders without ``__init__``) are left out.
+    """
+    paths = sysconfig.get_paths()
+    stdlib = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib") if paths.get(k)}
+    names: set[str] = set()
+    for folder in sys.path:
+        if not folder or not os.path.isdir(folder) or os.path.realpath(folder) in stdlib:
+            continue
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(_MODULE_SUFFIXES):
+                names.add(module_name(entry.name))
+            elif entry.is_dir() and os.path.exists(os.path.join(entry.path, "__init__.py")):
+                names.add(entry.name)
+    return frozenset(names - {""})
+
+
 class FileRules:
     """Editable and protected files of a task.
 
@@ -126,9 +154,9 @@ class FileRules:
         """Why one of ``paths``, if created, would shadow a module the evaluator may import.
 
         The evaluator's folder comes first on its ``sys.path``, so a new ``json.py``
-        there would be imported in place of the standard library's, and a new
-        ``helpers/__init__.py`` in place of the task's protected ``helpers.py``. Files
-        of the task itself are left alone.
+        there would be imported in place of the standard library's, a new ``numpy.py``
+        in place of the installed package, and a new ``helpers/__init__.py`` in place
+        of the task's protected ``helpers.py``. Files of the task itself are left alone.
 
         Returns:
             A one-line reason naming the first such path, or "" when none shadows.
@@ -139,6 +167,8 @@ class FileRules:
                 whose = "the standard-library module"
             elif name in self._guarded:
                 whose = "the evaluator's module"
+            elif name in installed_modules():
+                whose = "the installed module"
             else:
                 continue
             return f"new file {path} would shadow {whose} '{name}'; give it another name"

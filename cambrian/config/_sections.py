@@ -99,10 +99,11 @@ class EvaluatorConfig(_Section):
 class RayConfig(_Section):
     """``sandbox.backend = "ray"``: each evaluation is a Ray task on a cluster node."""
 
-    address: str = Field(
-        default="auto",
-        description="auto (the cluster this machine belongs to), host:port of the head, "
-        "or ray://host:10001 (Ray Client).",
+    address: str | None = Field(
+        default=None,
+        description="unset: $RAY_ADDRESS, else the cluster `ray start` made on this machine, "
+        "else a local Ray instance started for the run; auto (any cluster running here), "
+        "host:port of the head, or ray://host:10001 (Ray Client).",
     )
     node_ip: str | None = Field(
         default=None, description="This machine's address as the cluster sees it; unset: Ray's."
@@ -147,8 +148,8 @@ class SandboxConfig(_Section):
     network: bool = Field(default=False, description="Let candidate code reach the network.")
     allow_unisolated: bool = Field(
         default=False,
-        description="Process backend, not root, no bubblewrap: run candidates as your own "
-        "uid beside the evaluator instead of refusing.",
+        description="Process backend, not root, no bubblewrap or no user namespaces: run "
+        "candidates as your own uid beside the evaluator instead of refusing.",
     )
     image: str | None = Field(
         default=None, description="Docker image; unset: cambrian/sandbox:py<X.Y> (build-image)."

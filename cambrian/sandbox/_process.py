@@ -198,6 +198,7 @@ class ProcessSandbox:
             keep_ro=interpreter_dirs(mask_dirs(tree)),
             tmp_mb=self.config.tmp_mb,
             token=None if root else token,
+            unisolated=self.config.allow_unisolated,
         )
 
     def _run_bwrap(

@@ -81,7 +81,7 @@ class RaySandbox:
             )
         self.config = config
         self.run_id = run_id or "adhoc"
-        self.address = config.ray.address
+        self.address = config.ray.address or "this machine's default"
         temp = Path(tempfile.gettempdir())
         self.log_path = temp / f"cambrian-ray-{self.run_id}-{os.getpid()}.log"
         self._settings = _settings(config, self.run_id)
@@ -92,6 +92,13 @@ class RaySandbox:
         self._broken = ""
         self._closed = False
         self.cluster = self._handshake(config.ray.connect_timeout_s)
+        self.address = self.cluster["address"]
+        if self.address == "local":
+            log.warning(
+                "no Ray cluster is running: started a local Ray instance (%g CPUs) for this "
+                "run; it stops with the run (set sandbox.ray.address to use a cluster)",
+                self.cluster["cpus"],
+            )
         if config.network:
             log.warning(
                 "sandbox.network = true on Ray: candidates can reach the cluster's own "

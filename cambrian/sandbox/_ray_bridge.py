@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -297,6 +298,33 @@ class Bridge:
                 self.ray.cancel(ref, force=True)
 
 
+def _connect(ray: Any, settings: dict[str, Any], init: dict[str, Any]) -> str:
+    """Join a cluster, or start a local Ray instance; its address, or "local".
+
+    With no address, as ``ray.init()`` with none: ``$RAY_ADDRESS``, else the cluster the
+    last ``ray start`` on this machine made, else a local instance started here (in its
+    own temporary folder), which ends with this process, that is with the run. An
+    address given (``auto`` included) must answer.
+    """
+    address = settings["address"] or os.environ.get("RAY_ADDRESS") or _last_started()
+    if address:
+        ray.init(address=address, namespace=settings["namespace"], **init)
+        return address
+    temp = tempfile.mkdtemp(prefix="cambrian-ray-local-")
+    ray.init(namespace=settings["namespace"], include_dashboard=False, _temp_dir=temp, **init)
+    return "local"
+
+
+def _last_started() -> str | None:
+    """The address ``ray start`` last recorded on this machine, found as Ray finds it."""
+    try:
+        from ray._private.services import find_bootstrap_address
+
+        return find_bootstrap_address(None)
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
 def bridge_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Connect, say ready (or fatal), then serve until told to close."""
     os.environ["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(int(settings["head_timeout_s"]))
@@ -307,9 +335,9 @@ def bridge_main(conn: Connection, settings: dict[str, Any]) -> None:
     if settings["node_ip"]:
         init["_node_ip_address"] = settings["node_ip"]
     try:
-        ray.init(address=settings["address"], namespace=settings["namespace"], **init)
+        address = _connect(ray, settings, init)
         bridge = Bridge(conn, settings)
-        summary = bridge.summary()
+        summary = {**bridge.summary(), "address": address}
     except Exception as exc:  # noqa: BLE001 - any failure to connect is reported, then we exit
         conn.send(("fatal", f"{type(exc).__name__}: {_last_line(exc)}"))
         return

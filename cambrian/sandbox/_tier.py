@@ -92,6 +92,7 @@ def inner_config(
     tmp_mb: int = 256,
     token: str | None = None,
     umask: int | None = None,
+    unisolated: bool = False,
 ) -> str:
     """The launcher's config for one run (one ``key value`` per line).
 
@@ -104,6 +105,8 @@ def inner_config(
         tmp_mb: Size of each private tmpfs.
         token: The run's marker, passed on only where nothing better finds strays.
         umask: The candidate's umask, when it must differ from the evaluator's.
+        unisolated: Run the candidate even where it would share the evaluator's uid
+            and namespaces (``sandbox.allow_unisolated``); else the launcher refuses.
 
     Raises:
         ValueError: A path holds a newline (the config is line-based).
@@ -121,6 +124,8 @@ def inner_config(
         lines.append(f"umask {umask}")
     if token:
         lines.append(f"token {token}")
+    if unisolated:
+        lines.append("unisolated 1")
     lines += [f"mask {int(w)} {p}" for p, w in masks] + [f"keep {int(w)} {p}" for p, w in keep]
     lines += [f"readonly {p}" for p in tree.protected]
     lines += [f"hide {p}" for p in (*tree.private, *([tree.results] if tree.results else []))]

@@ -71,7 +71,7 @@ CONTAINED = {name: ALL for name in (
     "home_secret", "write_outside", "big_stdout", "kill_parent", "kill_all", "symlink",
     "modify_evaluator", "daemon", "fill_disk", "forge_stdout", "result_forge",
     "result_link_environ", "result_link_shadow", "read_environ", "read_run_folder",
-    "setsid_daemon",
+    "setsid_daemon", "user_namespace", "scratch_leftovers",
 )}  # fmt: skip
 
 # A daemon that outlives the candidate's main process: it takes lock.file (the evaluator
@@ -283,7 +283,35 @@ while not os.path.exists("lock.file"):
     time.sleep(0.01)
 print("daemonised")
 """,
+    # (f) root in a user namespace of its own, to mount a tmpfs no RLIMIT_AS counts
+    "user_namespace": """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+found = []
+for flags in (0x10000000, 0x10000000 | 0x00020000):  # CLONE_NEWUSER, then with CLONE_NEWNS
+    found.append("entered" if libc.unshare(flags) == 0 else "denied")
+if found[0] == "entered" and libc.unshare(0x00020000) == 0:
+    found.append("mounted" if libc.mount(b"t", b"/tmp", b"tmpfs", 0, None) == 0 else "denied")
+open("userns.txt", "w").write(" ".join(found))
+""",
+    # (g) files in /tmp and /dev/shm and System V IPC objects, left for the next candidate
+    "scratch_leftovers": """import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for folder in ("/tmp", "/dev/shm", os.environ.get("TMPDIR", "/tmp")):
+    try:
+        open(os.path.join(folder, "cambrian-left-" + sys.argv[1]), "w").write("left")
+    except OSError:
+        pass
+libc.shmget(0x0CAB0001, 4096, 0o1666)  # IPC_CREAT | 0666
+libc.msgget(0x0CAB0002, 0o1666)
+""",
 }
+# What the next evaluation in the same sandbox would see of scratch_leftovers.
+LEFTOVERS = """import glob, os, sys
+names = [p for d in ("/tmp", "/dev/shm") for p in glob.glob(d + "/cambrian-left-*")]
+keys = [line.split()[0] for k in ("shm", "msg")
+        for line in open(f"/proc/sysvipc/{k}").read().splitlines()[1:]]
+print(names, [k for k in keys if k in (str(0x0CAB0001), str(0x0CAB0002))])
+"""
 TIMEOUT = {"fork_bomb": 4, "infinite_loop": 2, "cpu_spin": 2, "big_stdout": 60}
 RESULT_MODE = {"forge_stdout": "stdout"}
 
@@ -444,6 +472,10 @@ def test_hostile_candidate_is_contained(
         tampered = (work / "evaluate.py").read_text() != EVALUATE
         assert not tampered or "modified evaluator file" in evaluation.reason
         _expect(case, evaluation, work, private)
+        if case == "scratch_leftovers":
+            (work / "leftovers.py").write_text(LEFTOVERS)
+            seen = box.run("python leftovers.py", workdir=work, limits=limits)
+            assert seen.stdout == "[] []\n", seen.stdout + seen.stderr
         # The run goes on: the same sandbox evaluates the next candidate normally.
         (work / "cand.py").write_text("print('benign')\n")
         assert box.run("python cand.py", workdir=work, limits=limits).stdout == "benign\n"
@@ -469,6 +501,9 @@ def _expect(case: str, evaluation, work: Path, private: bytes) -> None:
     elif case == "fill_disk":
         big = work / "big.bin"
         assert not big.exists() or big.stat().st_size <= CONFIG.file_size_mb * 1024 * 1024
+    elif case == "user_namespace":
+        assert status is EvalStatus.OK, evaluation.reason
+        assert (work / "userns.txt").read_text() == "denied denied"
     elif case in ("modify_evaluator", "network", "symlink", "write_outside"):
         assert status in (EvalStatus.OK, EvalStatus.ERROR), evaluation.reason
     else:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import socket
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -274,3 +277,112 @@ def test_the_controller_is_not_dumpable_after_a_run(tmp_path):
     box = ProcessSandbox(CONFIG, isolation="rlimits")
     assert box.run("true", workdir=tmp_path, limits=limits()).returncode == 0
     assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0  # PR_GET_DUMPABLE
+
+
+# A process that can create no user namespace (the candidates' own filter, installed
+# first) and has no uid to switch to: the launcher must refuse rather than run the
+# command as the evaluator's uid in the evaluator's namespaces.
+NO_USERNS = """import ctypes, os, sys
+sys.path.insert(0, sys.argv[1])
+import cambrian_filter
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(38, 1, 0, 0, 0)  # no_new_privs, which the filter needs
+assert cambrian_filter.install(libc)
+launcher = os.path.join(sys.argv[1], "cambrian_run.py")
+os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", launcher, *sys.argv[2:]])
+"""
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # one that other uids may run (a venv under /root is not)
+OTHER_UID = ["setpriv", "--reuid", "4242", "--regid", "4242", "--clear-groups"]
+
+
+def _runner_copy() -> str:
+    """The launcher's files in a fresh folder that another uid may read."""
+    from cambrian.sandbox._tier import RUNNER_DIR
+
+    runner = tempfile.mkdtemp(prefix="cambrian-runner-")
+    os.chmod(runner, 0o755)
+    for source in RUNNER_DIR.glob("*.py"):
+        shutil.copy(source, runner)
+        os.chmod(Path(runner) / source.name, 0o644)
+    return runner
+
+
+@pytest.mark.skipif(
+    not IS_ROOT or shutil.which("setpriv") is None or not os.path.exists(SYSTEM_PYTHON),
+    reason="needs root, setpriv and a system python3",
+)
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_the_launcher_refuses_a_candidate_it_cannot_isolate(opted_in):
+    runner = _runner_copy()
+    config = "workdir /\ntmp_mb 16\nnetwork 0" + ("\nunisolated 1" if opted_in else "")
+    try:
+        out = subprocess.run(
+            [*OTHER_UID, SYSTEM_PYTHON, "-c", NO_USERNS, runner, "sh", "-c", "echo ran"],
+            env={"PATH": "/usr/bin:/bin", "CAMBRIAN_RUN_CONFIG": config},
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(runner)
+    if opted_in:
+        assert (out.returncode, out.stdout) == (0, "ran\n"), out.stderr
+    else:
+        assert out.returncode == 126 and out.stdout == ""
+        assert out.stderr.count("\n") == 1 and "sandbox.allow_unisolated" in out.stderr
+
+
+# Not root, under bubblewrap, the candidate shares the evaluator's uid. /proc/sys covered
+# (as some bubblewrap set-ups do) keeps the launcher from mounting a fresh /proc, so it
+# must cover the evaluator's entries instead.
+BWRAP_EVALUATOR = """import os, subprocess, sys
+run = [sys.argv[1], "-I", "-S", "-B", sys.argv[2] + "/cambrian_run.py"]
+subprocess.run([*run, sys.argv[1], "cand.py"])
+print("score 1.0", flush=True)
+"""
+BWRAP_CANDIDATE = """import glob, os
+seen = [c for c in glob.glob("/proc/[0-9]*/cmdline") if b"evaluate.py" in open(c, "rb").read()]
+for entry in seen:
+    try:
+        os.write(os.open(os.path.dirname(entry) + "/fd/1", os.O_WRONLY), b"score 1e300\\n")
+    except OSError:
+        pass
+open("seen.txt", "w").write(repr([seen, os.path.exists("/proc/self/status")]))
+"""
+
+
+@pytest.mark.skipif(
+    not IS_ROOT
+    or not (shutil.which("setpriv") and shutil.which("bwrap"))
+    or not os.path.exists(SYSTEM_PYTHON),
+    reason="needs root (to become another uid), setpriv, bwrap and a system python3",
+)
+def test_a_candidate_of_the_evaluators_uid_cannot_reach_it_under_bubblewrap():
+    runner = _runner_copy()
+    work = Path(runner) / "work"
+    work.mkdir()
+    (work / "evaluate.py").write_text(BWRAP_EVALUATOR)
+    (work / "cand.py").write_text(BWRAP_CANDIDATE)
+    os.chown(work, 4242, 4242)
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/",
+            "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/proc/sys",
+            "--bind", str(work), str(work), "--chdir", str(work),
+            "--", SYSTEM_PYTHON, "evaluate.py", SYSTEM_PYTHON, runner]  # fmt: skip
+    config = f"workdir {work}\ntmp_mb 16\nnetwork 0\nkeep 1 {work}"
+    try:
+        out = subprocess.run(
+            [*OTHER_UID, *argv],
+            env={"PATH": "/usr/bin:/bin", "CAMBRIAN_RUN_CONFIG": config},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        seen = (work / "seen.txt").read_text() if (work / "seen.txt").exists() else ""
+    finally:
+        shutil.rmtree(runner)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "score 1.0\n"
+    assert seen == "[[], True]", out.stderr

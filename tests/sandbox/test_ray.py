@@ -140,6 +140,25 @@ def test_unreachable_cluster_is_one_clear_error(tmp_path):
     assert time.monotonic() - started < 40
 
 
+def test_with_no_cluster_a_local_instance_is_started_and_stopped(tmp_path, monkeypatch, caplog):
+    need_engine(ray_available(), "Ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    box = get_sandbox(ray_config(None, connect_timeout_s=180), run_id="local")
+    try:
+        assert box.address == "local" and box.cluster["nodes"] == 1
+        assert "started a local Ray instance" in caplog.text
+        assert box.describe().startswith("ray cluster local: 1 node(s)")
+        (tmp_path / "hi.py").write_text("print('hi from ray')\n")
+        result = box.run("python hi.py", workdir=tmp_path, limits=make_limits(SandboxConfig(), 60))
+        assert (result.returncode, result.stdout) == (0, "hi from ray\n"), result.stderr
+    finally:
+        box.close()
+    end = time.monotonic() + 60  # the instance ends with the sandbox (Ray stops its own)
+    while live_pids("cambrian-ray-local-", "cmdline") and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not live_pids("cambrian-ray-local-", "cmdline")
+
+
 def test_no_node_that_fits_is_one_clear_error(cluster):
     config = ray_config(cluster.address).model_copy(update={"gpus_per_eval": 1.0})
     with pytest.raises(SandboxError, match=r"no Ray node has 1 CPU, 1 GPU"):

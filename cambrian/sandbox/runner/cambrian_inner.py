@@ -17,6 +17,8 @@ import errno
 import os
 import resource
 
+import cambrian_filter
+
 CONFIG_VAR = "CAMBRIAN_RUN_CONFIG"
 STDOUT_VAR = "CAMBRIAN_STDOUT"
 INNER_VARS = (
@@ -31,6 +33,11 @@ INNER_VARS = (
     "CAMBRIAN_STAGE",
 )
 FAILED = 126  # the launcher itself failed; the command never ran
+UNISOLATED = (
+    "refusing to run candidate code as the evaluator's own uid with no namespace of its "
+    "own (no user namespace could be created and there is no uid to switch to): enable "
+    "unprivileged user namespaces, run as root, or set sandbox.allow_unisolated = true"
+)
 NOT_FOUND = 127
 
 CLONE_NEWNS = 0x00020000
@@ -74,7 +81,7 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
         raise LaunchError(f"cannot mount on {target}: {os.strerror(err)}")
 
 
-_NUMBERS = ("uid", "gid", "pids", "tmp_mb", "umask", "network")
+_NUMBERS = ("uid", "gid", "pids", "tmp_mb", "umask", "network", "unisolated")
 _LISTS = ("mask", "keep", "readonly", "hide")
 
 
@@ -260,6 +267,7 @@ def _exec(cfg: dict, argv: list[str], env: dict[str, str], parent: int) -> None:
         limit = int(cfg["pids"])
         resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+    cambrian_filter.install(_libc)  # no user namespace: no tmpfs of its own, no root
     for where in (cfg.get("cwd"), cfg.get("workdir"), "/"):
         try:
             if where:
@@ -290,8 +298,9 @@ def _init(cfg: dict, argv: list[str], env: dict[str, str], mode: str) -> None:
     parent_death(0)
     try:
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    except LaunchError:
-        pass  # a /proc with covered parts cannot be mounted again; uids still separate us
+    except LaunchError:  # a /proc with covered parts (bubblewrap's) cannot be mounted again
+        if cfg.get("uid") in (None, cfg["evaluator_uid"]):  # and no uid separates us
+            _cover_processes()
     if mode == "root":
         _drop_bounding_set()
         become(cfg)
@@ -305,6 +314,30 @@ def _init(cfg: dict, argv: list[str], env: dict[str, str], mode: str) -> None:
             os._exit(FAILED)
         if pid == command:
             os._exit(exit_code(status))
+
+
+def _cover_processes() -> None:
+    """Cover the /proc entry of every process and thread there is now with an empty tmpfs.
+
+    Those are the evaluator's and the launcher's (ours are made after): a command with
+    the evaluator's uid could otherwise open their ``fd/1`` or ``environ``.
+
+    Raises:
+        LaunchError: An entry of a process that is still there cannot be covered.
+    """
+    pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    tasks = set(pids)
+    for pid in pids:
+        try:
+            tasks.update(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+    for task in sorted(tasks, key=int):
+        try:
+            _hide(f"/proc/{task}", 4)
+        except LaunchError:
+            if os.path.exists(f"/proc/{task}/stat"):  # one that ended meanwhile is no risk
+                raise
 
 
 def _close_fds_from(low: int) -> None:
@@ -325,6 +358,7 @@ def child(cfg: dict, argv: list[str], fds: tuple[int, int, int], parent: int) ->
     """The forked child: fresh stdio, then namespaces and credentials (never returns)."""
     try:
         os.setsid()
+        cfg["evaluator_uid"] = os.getuid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         _close_fds_from(3)
@@ -338,6 +372,8 @@ def child(cfg: dict, argv: list[str], fds: tuple[int, int, int], parent: int) ->
             _drop_bounding_set()
             become(cfg)
             mode = "user" if user_namespace(flags) else ""
+            if not mode and os.getuid() == cfg["evaluator_uid"] and not cfg.get("unisolated"):
+                raise LaunchError(UNISOLATED)
         parent_death(parent)
         env = _inner_env(cfg, _build_view(cfg) if mode else False)
         if not mode:

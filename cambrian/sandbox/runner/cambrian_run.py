@@ -25,8 +25,9 @@ parent-death signal.
 (and a fresh ``/proc``) for the whole evaluation when the kernel allows it, else a
 subreaper that kills what is left when the evaluator exits.
 
-``--sweep UID NAME`` is a warm container's wipe between evaluations. The forked child's
-side (namespaces, credentials, the view) is ``cambrian_inner.py``, next to this file.
+``--sweep UID NAME`` is a warm container's wipe between evaluations. Next to this file:
+the forked child's side (namespaces, credentials, the view) is ``cambrian_inner.py``,
+its seccomp filter ``cambrian_filter.py``, the kill loops and the wipe ``cambrian_reap.py``.
 Standard library only: it runs under whatever Python the sandbox has.
 """
 
@@ -41,12 +42,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves it out
 import cambrian_inner as inner  # noqa: E402
+import cambrian_reap as reap  # noqa: E402
 
 MARK = b"[candidate] "
 CHUNK = 65536
 DRAIN_S = 2.0
-KILL_ROUNDS = 1000
-KILL_PAUSE_S = 0.002
 _stop: list[int] = []  # the signal that asked us to stop, if any
 
 
@@ -82,7 +82,7 @@ def _pump(cfg: dict, child: int, feed: int, outputs: dict[int, _Sink], wake: int
     stdin_open = _watch_stdin(poller)
     while True:
         if _stop:
-            _kill_all(cfg, lambda: [child], repeat=False)
+            reap.kill_all(cfg, lambda: [child], repeat=False)
         done = _reap(child)
         if done is not None:
             _close(pidfd)
@@ -194,93 +194,10 @@ def _close(fd: int | None) -> None:
         os.close(fd)
 
 
-def _descendants(root: int) -> list[int]:
-    """Pids of every live process below ``root`` (the subreaper adopted any orphan)."""
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z":
-            parents[int(name)] = int(fields[1])
-    found: set[int] = set()
-    grew = True
-    while grew:
-        new = {pid for pid, ppid in parents.items() if ppid in found or ppid == root} - found
-        found |= new
-        grew = bool(new)
-    return sorted(found)
-
-
-def _kill(pid: int) -> bool:
-    """SIGKILL ``pid``; False when we may not signal it (it runs as another uid)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except PermissionError:
-        return False
-    except ProcessLookupError:
-        pass
-    return True
-
-
-def _kill_all(cfg: dict, targets, *, repeat: bool) -> None:
-    """SIGKILL the pids ``targets()`` gives, while any is left when ``repeat``.
-
-    A pid we may not signal is killed by a helper that first drops to the inner tier's
-    uid: the evaluator tier needs no CAP_KILL, and that uid reaches only its own processes.
-    """
-    for _ in range(KILL_ROUNDS):
-        pids = [pid for pid in targets() if pid != os.getpid()]
-        if not pids:
-            return
-        denied = [pid for pid in pids if not _kill(pid)]
-        if denied:
-            _helper_kill(cfg, targets if repeat else (lambda pids=denied: pids), repeat=repeat)
-        if not repeat:
-            return
-        time.sleep(KILL_PAUSE_S)
-
-
-def _helper_kill(cfg: dict, targets, *, repeat: bool) -> None:
-    """Run the kill loop in a child that has the inner tier's uid."""
-    helper = os.fork()
-    if helper == 0:
-        try:
-            _drop_descriptors()  # a process of that uid could open them through /proc
-            inner.become(cfg)
-            inner.prctl(inner.PR_SET_DUMPABLE, 0)  # and /proc/<helper> stays closed to it
-            mine = os.getpid()
-            for _ in range(KILL_ROUNDS if repeat else 1):
-                pids = [pid for pid in targets() if pid != mine]
-                if not pids:
-                    break
-                for pid in pids:
-                    _kill(pid)
-                time.sleep(KILL_PAUSE_S)
-        finally:
-            os._exit(0)
-    try:
-        os.waitpid(helper, 0)
-    except ChildProcessError:
-        pass
-
-
-def _drop_descriptors() -> None:
-    """Point 0, 1 and 2 at /dev/null and close every other descriptor."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-
-
 def _end_inner(cfg: dict) -> None:
     """Kill every process left below us, then reap them."""
     me = os.getpid()
-    _kill_all(cfg, lambda: _descendants(me), repeat=True)
+    reap.kill_all(cfg, lambda: reap.descendants(me), repeat=True)
     _reap(-1)
 
 
@@ -378,75 +295,15 @@ def outer(argv: list[str]) -> int:
         except InterruptedError:
             continue
     if not spaced:
-        _kill_all({}, lambda: _descendants(me), repeat=True)
+        reap.kill_all({}, lambda: reap.descendants(me), repeat=True)
         _reap(-1)
     return inner.exit_code(status)
-
-
-def _live_of(uid: int, me: int) -> list[int]:
-    """Live processes (zombies aside) whose real uid is ``uid``, other than ``me``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/status", "rb") as handle:
-                fields = dict(line.split(b":", 1) for line in handle.read().splitlines())
-        except (OSError, ValueError):
-            continue
-        if fields.get(b"State", b"").split()[:1] != [b"Z"]:
-            if int(fields.get(b"Uid", b"-1").split()[0]) == uid:
-                found.append(int(name))
-    return found
-
-
-def sweep(uid: int, spare: str) -> int:
-    """Kill every process of ``uid``, then every other one but pid 1 and ``spare``.
-
-    A warm container's wipe between two evaluations (run as root there): ``uid``'s
-    processes go first, through a helper with that uid (``kill(-1)`` reaches them all
-    and nothing else); the root processes left are the evaluator's, except the
-    container's idle process, named ``spare`` (a name only root processes can bear).
-    """
-    helper = os.fork()
-    if helper == 0:
-        try:
-            inner.become({"uid": uid})
-            # kill(-1) succeeds while any process exists, so look whether uid's are left.
-            for _ in range(KILL_ROUNDS):
-                os.kill(-1, signal.SIGKILL)
-                if not _live_of(uid, os.getpid()):
-                    break
-                time.sleep(KILL_PAUSE_S)
-        finally:
-            os._exit(0)
-    os.waitpid(helper, 0)
-    me = os.getpid()
-
-    def others() -> list[int]:
-        spared, parents = {os.getppid()}, {}  # the shell that runs this wipe
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) in (1, me):
-                continue
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as handle:
-                    if spare.encode() in handle.read().split(b"\0"):
-                        spared.add(int(name))
-                with open(f"/proc/{name}/stat", "rb") as handle:
-                    parents[int(name)] = int(handle.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        # The idle process's own children (its sleep) are spared with it.
-        return [pid for pid, ppid in parents.items() if pid not in spared and ppid not in spared]
-
-    _kill_all({}, others, repeat=True)
-    return 0
 
 
 def main(argv: list[str]) -> int:
     """``cambrian_run.py [--outer] [--] COMMAND [ARG...]`` (or ``--sweep UID NAME``)."""
     if len(argv) == 3 and argv[0] == "--sweep":
-        return sweep(int(argv[1]), argv[2])
+        return reap.sweep(int(argv[1]), argv[2])
     is_outer = bool(argv) and argv[0] == "--outer"
     argv = argv[1:] if is_outer else argv
     if argv and argv[0] == "--":
