@@ -71,7 +71,7 @@ def test_hang_past_the_deadline_fails_quickly():
         start = time.perf_counter()
         with pytest.raises(LLMError, match="timed out"):
             _complete(server, timeout_s=1, retries=0)
-        assert time.perf_counter() - start < 3
+        assert time.perf_counter() - start < 7  # cut at 1 s, not after the reply's 8 s
 
 
 def test_a_timeout_is_retried_once_at_most():

@@ -217,7 +217,7 @@ def test_an_evaluation_that_cannot_start_is_recorded_lost_not_waited_for(cluster
         result = box.run("echo never", workdir=tmp_path, limits=limits)
         assert result.lost.startswith("not started 5s after it was submitted")
         assert result.returncode is None and "never" not in result.stdout
-        assert time.monotonic() - started < 20
+        assert time.monotonic() - started < 60  # given up on, not waited for
     finally:
         box.close()
 
@@ -246,9 +246,9 @@ def test_close_stops_evaluations_in_flight_on_the_nodes(cluster, tmp_path, node_
     assert live_pids(marker), "the evaluation never started"
     started = time.monotonic()
     box.close()
-    runner.join(30)
+    runner.join(60)
     assert results and results[0].returncode == -9
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60  # not the evaluation's own end
     end = time.monotonic() + 15
     while live_pids(marker) and time.monotonic() < end:
         time.sleep(0.2)

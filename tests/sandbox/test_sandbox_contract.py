@@ -182,7 +182,7 @@ def test_timeout_kills_grandchildren(sandbox, tmp_path):
     assert result.timed_out
     assert not result.oom_killed
     assert result.stdout == "started\n"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # killed at the timeout, not after the sleeps
     assert gone(marker)
 
 
