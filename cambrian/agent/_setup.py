@@ -227,7 +227,11 @@ def _open_stores(
     The run's row records the sandbox's identity (backend, isolation, image digest), so
     results can be reproduced.
     """
-    sandbox = get_sandbox(config.sandbox, run_id=meta["run_id"])
+    sandbox_config = config.sandbox
+    if config.evaluator.warm and sandbox_config.backend == "auto":
+        log.info("evaluator.python runs in warm workers of the process backend")
+        sandbox_config = sandbox_config.model_copy(update={"backend": "process"})
+    sandbox = get_sandbox(sandbox_config, run_id=meta["run_id"])
     archive = SqlArchive(
         config.archive,
         url=archive_url(config, run_dir),

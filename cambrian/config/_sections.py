@@ -5,6 +5,7 @@ Every default lives here and nowhere else. Unknown keys are errors.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -27,6 +28,9 @@ class StageConfig(_Section):
     """One stage of a cascade (``[[evaluator.stages]]``): a command and its threshold."""
 
     command: str = Field(default="", description="Shell command of this stage.")
+    python: str = Field(
+        default="", description="FILE.py:FUNCTION run in a warm worker instead of a command."
+    )
     min_score: float | None = Field(
         default=None,
         description="A score worse than this (in evaluator.direction) stops the candidate "
@@ -37,10 +41,31 @@ class StageConfig(_Section):
     )
 
 
+_TARGET = re.compile(r"[^:\s]+\.py:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_target(where: str, command: str, python: str) -> None:
+    """Refuse a command beside a function, and a function not named FILE.py:FUNCTION."""
+    if command.strip() and python.strip():
+        raise ValueError(f"{where}.command and {where}.python are both set: keep one")
+    if python and not _TARGET.fullmatch(python):
+        raise ValueError(
+            f"{where}.python = {python!r} must name FILE.py:FUNCTION, e.g. evaluate.py:evaluate"
+        )
+
+
 class EvaluatorConfig(_Section):
     """The evaluator command (or cascade of stages) and how its score is read."""
 
     command: str = Field(default="", description="Shell command run in the candidate's work dir.")
+    python: str = Field(
+        default="",
+        description="Function mode instead of command: FILE.py:FUNCTION, loaded once per warm "
+        "worker and called with each candidate (process backend).",
+    )
+    worker_uses: int = Field(
+        default=100, ge=1, description="Function mode: evaluations per worker before a fresh one."
+    )
     stages: tuple[StageConfig, ...] = Field(
         default=(),
         description="A cascade instead of command: stages run in order, each may stop "
@@ -71,12 +96,13 @@ class EvaluatorConfig(_Section):
 
     @model_validator(mode="after")
     def _check_stages(self) -> EvaluatorConfig:
+        _check_target("evaluator", self.command, self.python)
         if "stages" not in self.model_fields_set:
             return self
-        if self.command.strip():
+        if self.command.strip() or self.python.strip():
             raise ValueError(
-                "evaluator.command and evaluator.stages are both set: keep one "
-                "(command for one evaluation, stages for a cascade)"
+                "evaluator.stages and evaluator.command (or python) are both set: keep one "
+                "(command or python for one evaluation, stages for a cascade)"
             )
         if not self.stages:
             raise ValueError(
@@ -84,16 +110,22 @@ class EvaluatorConfig(_Section):
                 "or set evaluator.command instead"
             )
         for number, stage in enumerate(self.stages, 1):
-            if not stage.command.strip():
+            if not stage.command.strip() and not stage.python.strip():
                 raise ValueError(
                     f"evaluator.stages[{number}] has an empty command: give every stage "
-                    "the shell command it runs"
+                    'the shell command it runs (or python = "FILE.py:FUNCTION")'
                 )
+            _check_target(f"evaluator.stages[{number}]", stage.command, stage.python)
         return self
 
     def cascade(self) -> tuple[StageConfig, ...]:
-        """The stages to run: ``stages``, or ``command`` as the one stage (no threshold)."""
-        return self.stages or (StageConfig(command=self.command),)
+        """The stages to run: ``stages``, or ``command``/``python`` as the one stage."""
+        return self.stages or (StageConfig(command=self.command, python=self.python),)
+
+    @property
+    def warm(self) -> bool:
+        """Whether some stage runs in a warm worker (function mode)."""
+        return any(stage.python for stage in self.cascade())
 
 
 class RayConfig(_Section):
@@ -390,10 +422,17 @@ class CambrianConfig(_Section):
 
     def check_runnable(self) -> None:
         """Raise ``ConfigError`` if a run could not start with this configuration."""
-        if not self.evaluator.command.strip() and not self.evaluator.stages:
+        evaluator = self.evaluator
+        if not evaluator.command.strip() and not evaluator.python and not evaluator.stages:
             raise ConfigError(
-                "evaluator.command is empty: set it (or [[evaluator.stages]]) in cambrian.toml "
-                "or pass --evaluator"
+                "evaluator.command is empty: set it (or evaluator.python, or "
+                "[[evaluator.stages]]) in cambrian.toml or pass --evaluator"
+            )
+        if evaluator.warm and self.sandbox.backend not in ("auto", "process"):
+            raise ConfigError(
+                f"evaluator.python (warm function mode) runs on the process backend only, "
+                f'not {self.sandbox.backend!r}: set sandbox.backend = "process" or use '
+                "evaluator.command"
             )
         if not self.task.editable:
             raise ConfigError(

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from cambrian.config import EvaluatorConfig
+from cambrian.config import EvaluatorConfig, StageConfig
+from cambrian.errors import ConfigError
 from cambrian.evaluators._cascade import TAIL_CHARS, Cascade
 from cambrian.evaluators._result import (
     MAX_CHARS,
@@ -162,6 +163,11 @@ class CommandEvaluator:
     """
 
     def __init__(self, config: EvaluatorConfig, sandbox: Sandbox, limits: Limits) -> None:
+        if config.warm and not callable(getattr(sandbox, "call", None)):
+            raise ConfigError(
+                f"evaluator.python (warm function mode) needs the process backend; the "
+                f"{sandbox.name} backend runs evaluator.command only"
+            )
         self._config = config
         self._sandbox = sandbox
         self._limits = limits
@@ -181,16 +187,28 @@ class CommandEvaluator:
             if stage.timeout_s is not None:
                 limits = replace(limits, timeout_s=stage.timeout_s)
             files = _Files(tuple(protected), tuple(private), tuple(checked), before, modules)
-            evaluation = self._run_stage(workdir, stage.command, number, limits, files)
+            evaluation = self._run_stage(workdir, stage, number, limits, files)
             if not cascade.take(evaluation, stage.min_score):
                 break
         return cascade.result()
 
     def _run_stage(
-        self, workdir: Path, command: str, number: int, limits: Limits, files: _Files
+        self, workdir: Path, stage: StageConfig, number: int, limits: Limits, files: _Files
     ) -> Evaluation:
-        """Run one stage's command and read its result object."""
+        """Run one stage's command (or warm function) and read its result object."""
         env = {"CAMBRIAN_WORKDIR": str(workdir), "CAMBRIAN_STAGE": str(number)}
+        if stage.python:  # the function's return value comes back as stdout's last line
+            run = self._sandbox.call(  # type: ignore[attr-defined]
+                stage.python,
+                workdir=workdir,
+                limits=limits,
+                env=env,
+                readonly=files.protected,
+                private=files.private,
+                uses=self._config.worker_uses,
+            )
+            return self._judge(run, workdir, number, limits, files, None)
+        command = stage.command
         # A fresh folder per stage, outside the work dir: the sandbox shows it to the
         # evaluator and hides it from candidate code.
         results = Path(tempfile.mkdtemp(prefix=RESULT_PREFIX)) if self._auto else None

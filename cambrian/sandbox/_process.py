@@ -18,15 +18,15 @@ stderr tail mentions ``MemoryError``, ``std::bad_alloc`` or ``Cannot allocate me
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from cambrian.sandbox._tier import (
     RUNNER_DIR,
     Tree,
     check_results,
+    describe_process,
     inner_config,
     launcher_argv,
     mask_dirs,
@@ -52,7 +53,8 @@ from cambrian.sandbox._tier import (
     protect_controller,
     runner_env,
 )
-from cambrian.sandbox._workdir import grant_tree
+from cambrian.sandbox._workdir import grant_tree, remove_tree
+from cambrian.sandbox._workers import WorkerPool, start_worker
 from cambrian.types import Limits, RunResult
 
 ISOLATIONS = ("auto", "bwrap", "rlimits")
@@ -104,6 +106,7 @@ class ProcessSandbox:
         self._lock = threading.Lock()
         self._live: dict[int, str] = {}
         self._closed = False
+        self._workers: WorkerPool | None = None
 
     @property
     def isolation(self) -> str:
@@ -154,6 +157,20 @@ class ProcessSandbox:
         """
         if not command.strip():
             raise ValueError("command must be a non-empty shell line")
+        tree = self._tree(workdir, limits, readonly, private, result_dir)
+        mode = self.isolation
+        with self._gpu_env(env) as env:
+            return self._run_isolated(mode, command, tree, limits, env)
+
+    def _tree(
+        self,
+        workdir: Path,
+        limits: Limits,
+        readonly: Sequence[str],
+        private: Sequence[str],
+        result_dir: Path | None = None,
+    ) -> Tree:
+        """Check one run's arguments; its paths, absolute. Makes the controller non-dumpable."""
         if not limits.timeout_s > 0:
             raise ValueError(f"limits.timeout_s must be positive, got {limits.timeout_s!r}")
         if self._closed:
@@ -161,19 +178,53 @@ class ProcessSandbox:
         root = os.path.realpath(workdir)
         if not os.path.isdir(root):
             raise SandboxError(f"work dir {workdir} does not exist or is not a directory")
-        tree = Tree(
+        protect_controller()
+        return Tree(
             root,
             tuple(resolve_readonly(Path(root), readonly)),
             tuple(resolve_readonly(Path(root), private, what="private")),
             check_results(result_dir, root),
         )
-        mode = self.isolation
-        protect_controller()
-        if self._gpus is not None:
-            with self._gpus.acquire() as gpus:
-                env = {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
-                return self._run_isolated(mode, command, tree, limits, env)
-        return self._run_isolated(mode, command, tree, limits, env)
+
+    @contextlib.contextmanager
+    def _gpu_env(self, env: Mapping[str, str] | None) -> Iterator[Mapping[str, str] | None]:
+        """``env``, with the GPUs of one slot held while the run lasts (if there are GPUs)."""
+        if self._gpus is None:
+            yield env
+            return
+        with self._gpus.acquire() as gpus:
+            yield {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+
+    def call(
+        self,
+        target: str,
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        uses: int = 100,
+    ) -> RunResult:
+        """Evaluate the checkout in ``workdir`` with ``target`` (``FILE:FUNCTION``), warm.
+
+        The function runs in a worker process of the outer tier, loaded once and reused
+        for up to ``uses`` candidates (see ``_workers``); the other arguments are those
+        of ``run``. The result object comes back as stdout's last line.
+        """
+        tree = self._tree(workdir, limits, readonly, private)
+        self.isolation  # noqa: B018 - probe (and refuse) before the first worker starts
+        with self._lock:
+            if self._workers is None:
+                bwrap = (self._bwrap or "bwrap") if self.isolation == "bwrap" else None
+                self._workers = WorkerPool(
+                    lambda slot, target, lim: start_worker(slot, target, lim, bwrap=bwrap),
+                    lambda inner, lim: self._inner(inner, lim, new_token()),
+                    output_bytes=limits.output_bytes,
+                    as_root=running_as_root(),
+                )
+        with self._gpu_env(env) as env:
+            return self._workers.call(target, tree, limits, env, uses)
 
     def _run_isolated(
         self, mode: str, command: str, tree: Tree, limits: Limits, env: Mapping[str, str] | None
@@ -239,7 +290,7 @@ class ProcessSandbox:
             return self._execute(argv, tree.root, full_env, token, limits, sweep_strays=True)
         finally:
             restore_modes(saved)
-            _remove_tree(tmpdir)
+            remove_tree(tmpdir)
 
     def _execute(
         self,
@@ -310,33 +361,8 @@ class ProcessSandbox:
 
     def describe(self) -> str:
         """One line naming the isolation this backend gives (probes bwrap on first use)."""
-        cfg = self.config
-        mem = f"mem={cfg.memory_mb}MB" if cfg.memory_mb else "mem=unlimited"
-        pids = f"pids={cfg.pids}" if cfg.pids else "pids=unlimited"
-        root = running_as_root()
-        if cfg.pids and root:
-            pids = f"pids={cfg.pids} for candidates only (the evaluator runs as root)"
-        rlimits = f"rlimits {mem} fsize={cfg.file_size_mb}MB cpu=timeout+1s core=0, {pids}"
-        spaces = "pid and mount namespaces" + ("" if cfg.network else ", no network")
-        inner = (
-            f"candidates as uid {CANDIDATE_UID} in their own {spaces}"
-            if root
-            else f"candidates as YOUR uid, in their own user, {spaces}"
-        )
-        if self.isolation == "bwrap":
-            net = "network shared" if cfg.network else "no network"
-            caps = "root with CAP_SETUID/SETGID/SETPCAP/DAC_OVERRIDE" if root else "no capabilities"
-            return (
-                f"process sandbox (bubblewrap): {net}, read-only system, private /tmp, "
-                f"home and /run hidden, pid namespace, evaluator {caps}; {inner}; {rlimits}"
-            )
-        if not root:
-            inner = "candidates UNISOLATED (sandbox.allow_unisolated): your uid, no second tier"
-        guard = "root-owned and read-only for candidates" if root else "read-only by chmod only"
-        return (
-            "process sandbox (rlimits only): NO filesystem or network isolation for the "
-            f"evaluator, its own pid namespace; protected files {guard}; {inner}; {rlimits}"
-        )
+        bwrap = self.isolation == "bwrap"
+        return describe_process(self.config, bwrap=bwrap, root=running_as_root())
 
     def identity(self) -> dict[str, Any]:
         """What to record with the run: backend, isolation, bwrap version, GPUs."""
@@ -352,27 +378,9 @@ class ProcessSandbox:
         with self._lock:
             self._closed = True
             live = dict(self._live)
+            workers = self._workers
+        if workers is not None:
+            workers.close()
         for pgid, token in live.items():
             kill_group(pgid)
             sweep(token)
-
-
-def _remove_tree(path: str) -> None:
-    """Delete a run's temporary directory, re-adding write bits the candidate removed."""
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path):
-        return
-    _chmod_quietly(path)
-    for parent, dirs, _files in os.walk(path):
-        for name in dirs:  # top-down: fixed before os.walk descends into it
-            _chmod_quietly(os.path.join(parent, name))
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _chmod_quietly(path: str) -> None:
-    """Give a directory back its owner permissions; never follows a symlink."""
-    try:
-        if not os.path.islink(path):
-            os.chmod(path, 0o700)
-    except OSError:
-        pass

@@ -17,6 +17,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from cambrian.config import SandboxConfig
 from cambrian.sandbox._limits import with_rlimits
 from cambrian.types import Limits
 
@@ -190,3 +191,33 @@ def check_results(result_dir: Path | str | None, root: str) -> str | None:
     if real == root or real.startswith(root.rstrip("/") + "/"):
         raise ValueError(f"result_dir {result_dir} must lie outside the work dir")
     return real
+
+
+def describe_process(config: SandboxConfig, *, bwrap: bool, root: bool) -> str:
+    """The process backend's one line: what each tier gets, under bubblewrap or not."""
+    mem = f"mem={config.memory_mb}MB" if config.memory_mb else "mem=unlimited"
+    pids = f"pids={config.pids}" if config.pids else "pids=unlimited"
+    if config.pids and root:
+        pids = f"pids={config.pids} for candidates only (the evaluator runs as root)"
+    rlimits = f"rlimits {mem} fsize={config.file_size_mb}MB cpu=timeout+1s core=0, {pids}"
+    spaces = "pid and mount namespaces" + ("" if config.network else ", no network")
+    spaces += ", no new user namespaces"
+    inner = (
+        f"candidates as uid {CANDIDATE_UID} in their own {spaces}"
+        if root
+        else f"candidates as YOUR uid, in their own user, {spaces}"
+    )
+    if bwrap:
+        net = "network shared" if config.network else "no network"
+        caps = "root with CAP_SETUID/SETGID/SETPCAP/DAC_OVERRIDE" if root else "no capabilities"
+        return (
+            f"process sandbox (bubblewrap): {net}, read-only system, private /tmp, "
+            f"home and /run hidden, pid namespace, evaluator {caps}; {inner}; {rlimits}"
+        )
+    if not root:
+        inner = "candidates UNISOLATED (sandbox.allow_unisolated): your uid, no second tier"
+    guard = "root-owned and read-only for candidates" if root else "read-only by chmod only"
+    return (
+        "process sandbox (rlimits only): NO filesystem or network isolation for the "
+        f"evaluator, its own pid namespace; protected files {guard}; {inner}; {rlimits}"
+    )

@@ -217,3 +217,24 @@ def move_path(value: str, prefixes: Mapping[str | None, str]) -> str:
         if old and (value == old or value.startswith(f"{old}/")):
             return new + value[len(old) :]
     return value
+
+
+def remove_tree(path: str) -> None:
+    """Delete a run's temporary directory, re-adding write bits the candidate removed."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    _chmod_quietly(path)
+    for parent, dirs, _files in os.walk(path):
+        for name in dirs:  # top-down: fixed before os.walk descends into it
+            _chmod_quietly(os.path.join(parent, name))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _chmod_quietly(path: str) -> None:
+    """Give a directory back its owner permissions; never follows a symlink."""
+    try:
+        if not os.path.islink(path):
+            os.chmod(path, 0o700)
+    except OSError:
+        pass

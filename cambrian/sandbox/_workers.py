@@ -1,0 +1,335 @@
+"""Warm evaluator workers for the process backend (``evaluator.python = "FILE:FUNCTION"``).
+
+A worker is one long-lived evaluator process in the outer tier (bubblewrap, or the
+launcher's ``--outer`` namespaces), started in a slot folder of its own and running
+``runner/cambrian_worker.py``. For each candidate the pool copies the checkout into
+the slot (owned as ``run`` would own it), sends one request, waits for one answer line
+within the evaluation's timeout, and copies the slot back. A worker is replaced after
+``uses`` evaluations, after a timeout, a crash or an out-of-memory kill, and after any
+evaluation whose candidate left a new importable module in the slot (the worker's own
+``import`` could run it later). Candidate code runs through ``candidate.run`` in the
+inner tier, as with a command evaluator, so it never touches the worker's memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cambrian.errors import SandboxError
+from cambrian.sandbox._bwrap import bwrap_argv
+from cambrian.sandbox._capture import OutputTail
+from cambrian.sandbox._env import new_token, sandbox_env
+from cambrian.sandbox._limits import SHELL
+from cambrian.sandbox._reap import kill_group
+from cambrian.sandbox._tier import (
+    MOUNT_PATH,
+    RUNNER_DIR,
+    Tree,
+    launcher_argv,
+    outer_line,
+    runner_env,
+)
+from cambrian.sandbox._warm import copy_back, fill_slot
+from cambrian.sandbox._workdir import copy_tree
+from cambrian.types import Limits, RunResult
+
+WORKER = "cambrian_worker.py"
+_MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer line (the result bound is far below)
+_CLOSE_WAIT_S = 2.0
+_MODULE_SUFFIXES = (".py", ".pyc", ".so")
+WORKER_CPU_S = 86400.0  # a worker's CPU-time rlimit; each evaluation has its own timeout
+
+
+@dataclasses.dataclass
+class Worker:
+    """One warm evaluator process and the slot folder its candidates are copied into."""
+
+    proc: subprocess.Popen
+    slot: str
+    target: str
+    uses: int = 0
+    tail: OutputTail | None = None
+    reader: threading.Thread | None = None
+
+    @property
+    def work(self) -> str:
+        """The slot's work dir (the candidate's checkout while it is evaluated)."""
+        return os.path.join(self.slot, "w")
+
+
+#: ``start(slot, target, limits) -> Popen``: the backend starts a worker process in ``slot``.
+Starter = Callable[[str, str, Limits], subprocess.Popen]
+#: ``inner(tree, limits) -> str``: the backend's inner-tier config for a tree in a slot.
+InnerConfig = Callable[[Tree, Limits], str]
+
+
+class WorkerPool:
+    """Idle workers per target, started on demand by the backend.
+
+    Args:
+        start: Starts a worker process in a slot folder (stdin, stdout, stderr piped).
+        inner: The inner-tier config for a candidate tree inside a slot.
+        output_bytes: The stderr tail kept per evaluation.
+        as_root: Hand slot copies to the candidate uid (as ``run`` does for work dirs).
+    """
+
+    def __init__(
+        self, start: Starter, inner: InnerConfig, *, output_bytes: int, as_root: bool
+    ) -> None:
+        self._start, self._inner = start, inner
+        self._output_bytes, self._as_root = output_bytes, as_root
+        self._idle: list[Worker] = []
+        self._busy: dict[int, Worker] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(
+        self, target: str, tree: Tree, limits: Limits, env: Mapping[str, str] | None, uses: int
+    ) -> RunResult:
+        """Evaluate the checkout ``tree`` with ``target`` in a warm worker.
+
+        ``uses``: evaluations a worker makes before it is replaced.
+
+        Returns:
+            A ``RunResult`` whose stdout is the result object's JSON line on success;
+            a failed evaluator exits 1 with its traceback on stderr.
+        """
+        worker = self._take(target, limits)
+        start = time.monotonic()
+        inner = tree.moved(tree.root, worker.work)
+        worker.tail = OutputTail(self._output_bytes)
+        sticky = self._fill(tree, inner)
+        before = _modules(worker.work)
+        request = {"dir": worker.work, "env": {**(env or {}), "CAMBRIAN_WORKDIR": worker.work}}
+        request["env"]["CAMBRIAN_RUN_CONFIG"] = self._inner(inner, limits)
+        try:
+            result = self._ask(worker, request, limits, start)
+        finally:
+            lost = copy_back(worker.work, tree.root, os.stat(tree.root), sticky)
+        worker.uses += 1
+        healthy = result.returncode in (0, 1) and not result.timed_out and not lost
+        if healthy and _modules(worker.work) == before and worker.uses < uses:
+            self._give_back(worker)
+        else:
+            self._retire(worker)
+        return dataclasses.replace(result, lost=lost) if lost else result
+
+    def _fill(self, tree: Tree, inner: Tree) -> list[str]:
+        """Copy the checkout into the slot as ``run`` would own it; the sticky folders."""
+        if self._as_root:
+            return fill_slot(tree, inner, as_root=True)
+        copy_tree(tree.root, inner.root)
+        return []
+
+    def _take(self, target: str, limits: Limits) -> Worker:
+        """An idle worker for ``target``, or a new one."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this sandbox is closed; create a new one")
+            for worker in self._idle:
+                if worker.target == target and worker.proc.poll() is None:
+                    self._idle.remove(worker)
+                    self._busy[id(worker)] = worker
+                    return worker
+        slot = tempfile.mkdtemp(prefix="cambrian-warm-")
+        os.chmod(slot, 0o755)
+        os.mkdir(os.path.join(slot, "w"))
+        try:
+            proc = self._start(slot, target, limits)
+        except BaseException:
+            shutil.rmtree(slot, ignore_errors=True)
+            raise
+        worker = Worker(proc, slot, target)
+        worker.reader = threading.Thread(target=_drain, args=(worker,), daemon=True)
+        worker.reader.start()
+        with self._lock:
+            self._busy[id(worker)] = worker
+            closed = self._closed
+        if closed:  # close() ran while it started: it must not outlive close()
+            kill_group(proc.pid)
+        return worker
+
+    def _ask(self, worker: Worker, request: dict, limits: Limits, start: float) -> RunResult:
+        """Send one request and wait for its answer until the evaluation's deadline."""
+        try:
+            worker.proc.stdin.write((json.dumps(request) + "\n").encode())
+            worker.proc.stdin.flush()
+        except OSError:
+            return self._ended(worker, start)
+        line = _read_line(worker.proc.stdout, start + limits.timeout_s)
+        if line is None:  # past the deadline
+            kill_group(worker.proc.pid)
+            worker.proc.wait()
+            return self._result(worker, -9, "", start, timed_out=True)
+        if not line:
+            return self._ended(worker, start)
+        try:
+            reply = json.loads(line)
+            if reply.get("ok"):
+                return self._result(worker, 0, reply["result"] + "\n", start)
+            return self._result(worker, 1, "", start, error=str(reply.get("error", "")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._result(worker, 1, "", start, error="the worker's answer was not JSON")
+
+    def _ended(self, worker: Worker, start: float) -> RunResult:
+        """The worker died mid-evaluation (a crash, an exit, an out-of-memory kill)."""
+        rc = worker.proc.wait()
+        code = rc if rc >= 0 else 128 - rc
+        return self._result(worker, code or 1, "", start, error=f"worker exited ({code})")
+
+    def _result(
+        self,
+        worker: Worker,
+        rc: int,
+        stdout: str,
+        start: float,
+        *,
+        timed_out: bool = False,
+        error: str = "",
+    ) -> RunResult:
+        """The evaluation's ``RunResult``, the worker's stderr of it as the tail."""
+        if worker.reader is not None and worker.proc.poll() is not None:
+            worker.reader.join(_CLOSE_WAIT_S)
+        err = worker.tail.text() if worker.tail is not None else ""
+        if error:
+            err = f"{err}\n{error}" if err.strip() else error
+        oom = not timed_out and ("MemoryError" in err or rc in (137, -9))
+        took = time.monotonic() - start
+        return RunResult(rc, stdout, err, timed_out=timed_out, oom_killed=oom, duration_s=took)
+
+    def _give_back(self, worker: Worker) -> None:
+        """Park a healthy worker for the next candidate."""
+        with self._lock:
+            self._busy.pop(id(worker), None)
+            if not self._closed:
+                self._idle.append(worker)
+                return
+        _stop(worker)
+
+    def _retire(self, worker: Worker) -> None:
+        """End a worker that must not evaluate again."""
+        with self._lock:
+            self._busy.pop(id(worker), None)
+        _stop(worker)
+
+    def close(self) -> None:
+        """Stop every idle worker and kill busy ones (their evaluation ends as lost)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            busy = list(self._busy.values())
+        for worker in busy:
+            kill_group(worker.proc.pid)
+        for worker in idle:
+            _stop(worker)
+
+
+def _read_line(stream: Any, deadline: float) -> str | None:
+    """One line from ``stream`` before ``deadline``: None past it, "" at end of stream."""
+    fd, buffer = stream.fileno(), bytearray()
+    while b"\n" not in buffer:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return ""
+        buffer += chunk
+        if len(buffer) > _MAX_ANSWER:
+            return ""
+    return buffer.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+
+
+def _drain(worker: Worker) -> None:
+    """Copy the worker's stderr into the current evaluation's tail until it closes."""
+    fd = worker.proc.stderr.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        if worker.tail is not None:
+            worker.tail.feed(chunk)
+
+
+def _modules(folder: str) -> frozenset[str]:
+    """Module files and packages at the top of ``folder`` (what ``import`` would find)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return frozenset()
+    found = {n for n in names if n.endswith(_MODULE_SUFFIXES)}
+    found |= {n for n in names if os.path.isfile(os.path.join(folder, n, "__init__.py"))}
+    return frozenset(found)
+
+
+def _stop(worker: Worker) -> None:
+    """Close the worker's stdin (it exits), kill it if it lingers, remove its slot."""
+    try:
+        worker.proc.stdin.close()
+        worker.proc.wait(_CLOSE_WAIT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    kill_group(worker.proc.pid)
+    worker.proc.wait()
+    for stream in (worker.proc.stdout, worker.proc.stderr):
+        stream.close()
+    shutil.rmtree(worker.slot, ignore_errors=True)
+
+
+def worker_command(runner_dir: str, target: str) -> str:
+    """The shell line that starts a worker for ``target`` (``FILE:FUNCTION``)."""
+    path, _, function = target.rpartition(":")
+    script = f"{runner_dir}/{WORKER}"
+    return "exec " + shlex.join([sys.executable, "-u", script, path, function])
+
+
+def start_worker(slot: str, target: str, limits: Limits, *, bwrap: str | None) -> subprocess.Popen:
+    """Start a process-backend worker in ``slot``: the evaluator tier, as ``run`` builds it.
+
+    ``bwrap`` is bubblewrap's path, or None for the launcher's ``--outer`` namespaces.
+    """
+    # A worker lives for many evaluations: its CPU-time rlimit is not one evaluation's.
+    lifetime = dataclasses.replace(limits, timeout_s=WORKER_CPU_S)
+    token = new_token()
+    runner = MOUNT_PATH if bwrap else str(RUNNER_DIR)
+    tmpdir = "/tmp" if bwrap else tempfile.mkdtemp(prefix="cambrian-warm-tmp-", dir=slot)
+    env = sandbox_env(home=os.path.join(slot, "w"), tmpdir=tmpdir, token=token)
+    env.update(runner_env(sys.executable, runner, ""))
+    line = outer_line(worker_command(runner, target), lifetime)
+    if bwrap:
+        argv = bwrap_argv(
+            bwrap, workdir=slot, readonly=(), env=env, network=limits.network,
+            argv=[SHELL, "-c", line],
+        )  # fmt: skip
+    else:
+        argv = launcher_argv(sys.executable, [SHELL, "-c", line])
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=slot,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SandboxError(f"cannot start a warm evaluator worker: {exc}") from exc
