@@ -95,6 +95,7 @@ def bwrap_argv(
     network: bool,
     argv: Sequence[str],
     results: str | None = None,
+    around: Sequence[str] = (),
 ) -> list[str]:
     """The full bubblewrap command line that runs ``argv`` in ``workdir``.
 
@@ -106,11 +107,12 @@ def bwrap_argv(
         network: Share the host network namespace.
         argv: The command to run inside.
         results: The result folder, bound read-write at the same path.
+        around: More paths whose surroundings are hidden like the work dir's.
     """
     args = _base_args(bwrap, network=network)
     hidden = hidden_dirs()
     # What surrounds the work dir (the run folder, the task) is hidden too.
-    for path in (workdir, results):
+    for path in (workdir, results, *around):
         top = top_dir(path) if path else ""
         if top and os.path.isdir(top) and not _under(top, hidden):
             hidden.append(top)

@@ -218,7 +218,9 @@ class ProcessSandbox:
             if self._workers is None:
                 bwrap = (self._bwrap or "bwrap") if self.isolation == "bwrap" else None
                 self._workers = WorkerPool(
-                    lambda slot, target, lim: start_worker(slot, target, lim, bwrap=bwrap),
+                    lambda slot, target, lim, around: start_worker(
+                        slot, target, lim, around, bwrap=bwrap
+                    ),
                     lambda inner, lim: self._inner(inner, lim, new_token()),
                     output_bytes=limits.output_bytes,
                     as_root=running_as_root(),

@@ -56,12 +56,15 @@ class Tree:
         protected: Files the candidate must not modify.
         private: Files and folders only the evaluator may read.
         results: The result folder (outside ``root``), or None.
+        around: Other places whose surroundings must stay covered (a slot copy's
+            original work dir: the run folder around it).
     """
 
     root: str
     protected: tuple[str, ...] = ()
     private: tuple[str, ...] = ()
     results: str | None = None
+    around: tuple[str, ...] = ()
 
     def moved(self, old: str, new: str) -> Tree:
         """The same tree with the prefix ``old`` replaced by ``new`` (a copied work dir)."""
@@ -74,6 +77,7 @@ class Tree:
             tuple(map(move, self.protected)),
             tuple(map(move, self.private)),
             self.results,
+            (*self.around, old),
         )
 
 
@@ -177,7 +181,7 @@ def protect_controller() -> bool:
 
 def mask_dirs(tree: Tree) -> list[str]:
     """Every folder the inner tier sees covered (the interpreter may need re-binding)."""
-    tops = {top_dir(p) for p in (tree.root, tree.results) if p} - {""}
+    tops = {top_dir(p) for p in (tree.root, tree.results, *tree.around) if p} - {""}
     return sorted({*_PRIVATE_DIRS, *_HIDDEN_DIRS, *tops})
 
 

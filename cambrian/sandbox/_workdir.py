@@ -19,6 +19,9 @@ from cambrian.sandbox._protect import make_readonly, restore_modes
 SANDBOX_UID = 65534
 
 
+_SETID = stat.S_ISUID | stat.S_ISGID
+
+
 def chown_tree(root: str, uid: int, gid: int, *, skip: Sequence[str] = ()) -> None:
     """``lchown`` ``root`` and everything below it, except the ``skip`` paths (absolute)."""
     skipped = set(skip)
@@ -89,9 +92,41 @@ def _chmod_dir(path: str) -> None:
 
 
 def copy_tree(src: str, dst: str) -> None:
-    """Replace the contents of ``dst`` by a copy of ``src`` (symlinks copied as links)."""
+    """Replace the contents of ``dst`` by a copy of ``src`` (symlinks copied as links).
+
+    Set-user-ID and set-group-ID bits are dropped: copied by root, a candidate's
+    setuid file would otherwise be root's until its owner is set back.
+    """
     clear_dir(dst)
-    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore_dangling_symlinks=True)
+    shutil.copytree(
+        src,
+        dst,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore_dangling_symlinks=True,
+        copy_function=_copy_plain,
+    )
+    for parent, dirs, _ in os.walk(dst):
+        for name in dirs:
+            _drop_setid(os.path.join(parent, name))
+
+
+def _copy_plain(source: str, target: str) -> None:
+    """``shutil.copy2`` without the set-ID bits (the file is never setuid on the way)."""
+    with open(source, "rb") as reader:
+        info = os.fstat(reader.fileno())
+        with open(target, "wb") as writer:
+            os.fchmod(writer.fileno(), 0o600)
+            shutil.copyfileobj(reader, writer)
+            os.fchmod(writer.fileno(), stat.S_IMODE(info.st_mode) & ~_SETID)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _drop_setid(path: str) -> None:
+    """Clear the set-user-ID and set-group-ID bits of ``path`` (never through a link)."""
+    info = os.lstat(path)
+    if info.st_mode & _SETID and not stat.S_ISLNK(info.st_mode):
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~_SETID)
 
 
 def make_private(paths: Sequence[str]) -> dict[str, int]:

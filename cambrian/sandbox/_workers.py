@@ -2,8 +2,9 @@
 
 A worker is one long-lived evaluator process in the outer tier (bubblewrap, or the
 launcher's ``--outer`` namespaces), started in a slot folder of its own and running
-``runner/cambrian_worker.py``. For each candidate the pool copies the checkout into
-the slot (owned as ``run`` would own it), sends one request, waits for one answer line
+``runner/cambrian_worker.py``, which loads the evaluator from the slot's own copy of
+the task's files (never from a checkout). For each candidate the pool copies the
+checkout into the slot (owned as ``run`` would own it), sends one request, waits for one answer line
 within the evaluation's timeout, and copies the slot back. A worker is replaced after
 ``uses`` evaluations, after a timeout, a crash or an out-of-memory kill, and after any
 evaluation whose candidate left a new importable module in the slot (the worker's own
@@ -47,6 +48,7 @@ from cambrian.types import Limits, RunResult
 
 WORKER = "cambrian_worker.py"
 _MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer line (the result bound is far below)
+_OVERFLOW = "\0overflow"  # what _read_line returns for a longer one (no answer has a NUL)
 _CLOSE_WAIT_S = 2.0
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
 WORKER_CPU_S = 86400.0  # a worker's CPU-time rlimit; each evaluation has its own timeout
@@ -62,15 +64,23 @@ class Worker:
     uses: int = 0
     tail: OutputTail | None = None
     reader: threading.Thread | None = None
+    mark: bytes = b""  # the line the worker writes to stderr just before its answer
+    marked: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     @property
     def work(self) -> str:
         """The slot's work dir (the candidate's checkout while it is evaluated)."""
         return os.path.join(self.slot, "w")
 
+    @property
+    def evaluator(self) -> str:
+        """The slot's evaluator folder: the task's own files, loaded from, never a candidate's."""
+        return os.path.join(self.slot, "e")
 
-#: ``start(slot, target, limits) -> Popen``: the backend starts a worker process in ``slot``.
-Starter = Callable[[str, str, Limits], subprocess.Popen]
+
+#: ``start(slot, target, limits, around) -> Popen``: the backend starts a worker process in
+#: ``slot``, with what surrounds each of ``around`` hidden as around a work dir.
+Starter = Callable[[str, str, Limits, tuple[str, ...]], subprocess.Popen]
 #: ``inner(tree, limits) -> str``: the backend's inner-tier config for a tree in a slot.
 InnerConfig = Callable[[Tree, Limits], str]
 
@@ -106,13 +116,16 @@ class WorkerPool:
             A ``RunResult`` whose stdout is the result object's JSON line on success;
             a failed evaluator exits 1 with its traceback on stderr.
         """
-        worker = self._take(target, limits)
+        worker = self._take(target, limits, tree)
         start = time.monotonic()
-        inner = tree.moved(tree.root, worker.work)
-        worker.tail = OutputTail(self._output_bytes)
+        # The evaluator folder is hidden from candidate code like a result folder.
+        inner = dataclasses.replace(tree.moved(tree.root, worker.work), results=worker.evaluator)
+        worker.tail, worker.mark = OutputTail(self._output_bytes), os.urandom(8).hex().encode()
+        worker.marked.clear()
         sticky = self._fill(tree, inner)
         before = _modules(worker.work)
         request = {"dir": worker.work, "env": {**(env or {}), "CAMBRIAN_WORKDIR": worker.work}}
+        request["mark"] = worker.mark.decode()
         request["env"]["CAMBRIAN_RUN_CONFIG"] = self._inner(inner, limits)
         try:
             result = self._ask(worker, request, limits, start)
@@ -133,8 +146,8 @@ class WorkerPool:
         copy_tree(tree.root, inner.root)
         return []
 
-    def _take(self, target: str, limits: Limits) -> Worker:
-        """An idle worker for ``target``, or a new one."""
+    def _take(self, target: str, limits: Limits, tree: Tree) -> Worker:
+        """An idle worker for ``target``, or a new one set up from the checkout ``tree``."""
         with self._lock:
             if self._closed:
                 raise SandboxError("this sandbox is closed; create a new one")
@@ -147,7 +160,8 @@ class WorkerPool:
         os.chmod(slot, 0o755)
         os.mkdir(os.path.join(slot, "w"))
         try:
-            proc = self._start(slot, target, limits)
+            _evaluator_copy(tree, target, os.path.join(slot, "e"))
+            proc = self._start(slot, target, limits, (tree.root,))
         except BaseException:
             shutil.rmtree(slot, ignore_errors=True)
             raise
@@ -169,10 +183,13 @@ class WorkerPool:
         except OSError:
             return self._ended(worker, start)
         line = _read_line(worker.proc.stdout, start + limits.timeout_s)
-        if line is None:  # past the deadline
+        if line is None or line is _OVERFLOW:  # past the deadline, or an endless answer
             kill_group(worker.proc.pid)
             worker.proc.wait()
-            return self._result(worker, -9, "", start, timed_out=True)
+            if line is None:
+                return self._result(worker, -9, "", start, timed_out=True)
+            too_big = f"the evaluator's answer was over {_MAX_ANSWER >> 20} MB"
+            return self._result(worker, 1, "", start, error=too_big)
         if not line:
             return self._ended(worker, start)
         try:
@@ -184,7 +201,8 @@ class WorkerPool:
             return self._result(worker, 1, "", start, error="the worker's answer was not JSON")
 
     def _ended(self, worker: Worker, start: float) -> RunResult:
-        """The worker died mid-evaluation (a crash, an exit, an out-of-memory kill)."""
+        """The worker died, closed its answer channel or overflowed it mid-evaluation."""
+        kill_group(worker.proc.pid)  # one that closed or flooded the channel may still run
         rc = worker.proc.wait()
         code = rc if rc >= 0 else 128 - rc
         return self._result(worker, code or 1, "", start, error=f"worker exited ({code})")
@@ -202,7 +220,10 @@ class WorkerPool:
         """The evaluation's ``RunResult``, the worker's stderr of it as the tail."""
         if worker.reader is not None and worker.proc.poll() is not None:
             worker.reader.join(_CLOSE_WAIT_S)
+        elif rc in (0, 1) and not timed_out:  # its stderr up to the answer is all in the tail
+            worker.marked.wait(_CLOSE_WAIT_S)
         err = worker.tail.text() if worker.tail is not None else ""
+        err = err.replace(f"{worker.mark.decode()}\n", "") if worker.mark else err
         if error:
             err = f"{err}\n{error}" if err.strip() else error
         oom = not timed_out and ("MemoryError" in err or rc in (137, -9))
@@ -236,8 +257,32 @@ class WorkerPool:
             _stop(worker)
 
 
+def _evaluator_copy(tree: Tree, target: str, folder: str) -> None:
+    """Copy the task's own files (the target, protected and private ones) into ``folder``.
+
+    The worker loads the evaluator from there, with that folder (not the checkout) on
+    ``sys.path``: a module candidate code leaves in its checkout is never imported.
+    """
+    os.mkdir(folder, 0o700)
+    names = {target.rpartition(":")[0]}
+    names |= {os.path.relpath(p, tree.root) for p in (*tree.protected, *tree.private)}
+    for rel in sorted(names):
+        source, copy = os.path.join(tree.root, rel), os.path.join(folder, rel)
+        if os.path.islink(source) or not os.path.exists(source):
+            continue
+        os.makedirs(os.path.dirname(copy), mode=0o700, exist_ok=True)
+        if os.path.isdir(source):
+            shutil.copytree(source, copy, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, copy)
+
+
 def _read_line(stream: Any, deadline: float) -> str | None:
-    """One line from ``stream`` before ``deadline``: None past it, "" at end of stream."""
+    """One line from ``stream`` before ``deadline``.
+
+    None past the deadline, "" at the end of the stream, ``_OVERFLOW`` past
+    ``_MAX_ANSWER`` bytes.
+    """
     fd, buffer = stream.fileno(), bytearray()
     while b"\n" not in buffer:
         left = deadline - time.monotonic()
@@ -251,13 +296,16 @@ def _read_line(stream: Any, deadline: float) -> str | None:
             return ""
         buffer += chunk
         if len(buffer) > _MAX_ANSWER:
-            return ""
+            return _OVERFLOW
     return buffer.split(b"\n", 1)[0].decode("utf-8", errors="replace")
 
 
 def _drain(worker: Worker) -> None:
-    """Copy the worker's stderr into the current evaluation's tail until it closes."""
-    fd = worker.proc.stderr.fileno()
+    """Copy the worker's stderr into the current evaluation's tail until it closes.
+
+    Seeing the evaluation's mark line sets ``worker.marked``: its stderr is all in.
+    """
+    fd, window = worker.proc.stderr.fileno(), b""
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -267,6 +315,10 @@ def _drain(worker: Worker) -> None:
             return
         if worker.tail is not None:
             worker.tail.feed(chunk)
+        window += chunk
+        if worker.mark and worker.mark in window:
+            worker.marked.set()
+        window = window[-64:]
 
 
 def _modules(folder: str) -> frozenset[str]:
@@ -294,17 +346,20 @@ def _stop(worker: Worker) -> None:
     shutil.rmtree(worker.slot, ignore_errors=True)
 
 
-def worker_command(runner_dir: str, target: str) -> str:
+def worker_command(runner_dir: str, target: str, evaluator_dir: str) -> str:
     """The shell line that starts a worker for ``target`` (``FILE:FUNCTION``)."""
     path, _, function = target.rpartition(":")
-    script = f"{runner_dir}/{WORKER}"
-    return "exec " + shlex.join([sys.executable, "-u", script, path, function])
+    script, file = f"{runner_dir}/{WORKER}", os.path.join(evaluator_dir, path)
+    return "exec " + shlex.join([sys.executable, "-u", script, file, function])
 
 
-def start_worker(slot: str, target: str, limits: Limits, *, bwrap: str | None) -> subprocess.Popen:
+def start_worker(
+    slot: str, target: str, limits: Limits, around: tuple[str, ...], *, bwrap: str | None
+) -> subprocess.Popen:
     """Start a process-backend worker in ``slot``: the evaluator tier, as ``run`` builds it.
 
-    ``bwrap`` is bubblewrap's path, or None for the launcher's ``--outer`` namespaces.
+    ``bwrap`` is bubblewrap's path, or None for the launcher's ``--outer`` namespaces;
+    ``around`` as for ``bwrap_argv``.
     """
     # A worker lives for many evaluations: its CPU-time rlimit is not one evaluation's.
     lifetime = dataclasses.replace(limits, timeout_s=WORKER_CPU_S)
@@ -313,11 +368,11 @@ def start_worker(slot: str, target: str, limits: Limits, *, bwrap: str | None) -
     tmpdir = "/tmp" if bwrap else tempfile.mkdtemp(prefix="cambrian-warm-tmp-", dir=slot)
     env = sandbox_env(home=os.path.join(slot, "w"), tmpdir=tmpdir, token=token)
     env.update(runner_env(sys.executable, runner, ""))
-    line = outer_line(worker_command(runner, target), lifetime)
+    line = outer_line(worker_command(runner, target, os.path.join(slot, "e")), lifetime)
     if bwrap:
         argv = bwrap_argv(
             bwrap, workdir=slot, readonly=(), env=env, network=limits.network,
-            argv=[SHELL, "-c", line],
+            argv=[SHELL, "-c", line], around=around,
         )  # fmt: skip
     else:
         argv = launcher_argv(sys.executable, [SHELL, "-c", line])

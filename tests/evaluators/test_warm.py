@@ -8,6 +8,8 @@ with an ``evaluate(candidate)`` function, and candidate code runs through
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,6 +55,24 @@ def chatty(candidate):
 
 def stage_quick(candidate):
     return {"score": 0.5 if candidate.stage == 1 else -1.0}
+
+def lazy(candidate):
+    rc, out, err = candidate.run([sys.executable, "solve.py"], timeout_s=20)
+    try:
+        import fastjudge  # optional, imported late: never from the candidate's checkout
+        return {"score": fastjudge.SCORE}
+    except ImportError:
+        return {"score": float(out.split()[-1])}
+
+def flood(candidate):
+    return {"score": 1.0, "artifacts": {"big": "x" * (17 * 1024 * 1024)}}
+
+def probe(candidate):
+    import sys
+    rc, out, err = candidate.run([sys.executable, "solve.py", *PROBE_ARGS], timeout_s=20)
+    return {"score": 1.0, "artifacts": {"seen": out[-2000:]}}
+
+PROBE_ARGS = []
 """
 
 
@@ -124,8 +144,11 @@ def test_a_failing_evaluator_is_data_and_the_next_one_works(box, task, target, s
 
 
 def test_what_the_evaluator_prints_is_not_its_answer(box, task):
-    evaluation = _evaluator(box, "evaluate.py:chatty").evaluate(task, ["evaluate.py"])
-    assert evaluation.status is EvalStatus.OK and evaluation.score == 1.0
+    evaluator = _evaluator(box, "evaluate.py:chatty")
+    for _ in range(5):  # and all of it is in that evaluation's tail, every time
+        evaluation = evaluator.evaluate(task, ["evaluate.py"])
+        assert evaluation.status is EvalStatus.OK and evaluation.score == 1.0
+        assert evaluation.output_tail.count('{"score": 1000000.0}') == 1, evaluation.output_tail
 
 
 def test_a_candidate_cannot_forge_the_answer_or_poison_the_worker(box, task):
@@ -230,3 +253,61 @@ def test_a_run_in_function_mode_improves(scaffold_task: Path, tmp_path: Path):
     assert summary["evaluated"] >= 8, summary
     assert summary["best_score"] > 0.25, summary  # the initial rectangle is 0.5 x 0.5
     assert "process" in (run_dir / "run.log").read_text()
+
+
+def test_a_module_the_candidate_leaves_is_never_imported_by_the_worker(box, task):
+    # The module removes itself once imported, so no check afterwards would see it.
+    module = "import os\nos.remove(__file__)\nSCORE = 1e9\n"
+    (task / "solve.py").write_text(f"open('fastjudge.py', 'w').write({module!r})\nprint(3)\n")
+    evaluator = _evaluator(box, "evaluate.py:lazy")
+    first = evaluator.evaluate(task, ["evaluate.py"])
+    assert first.score != 1e9  # the evaluator's own fallback, or the created-module failure
+    (task / "fastjudge.py").unlink(missing_ok=True)
+    (task / "solve.py").write_text("print(4)\n")
+    second = evaluator.evaluate(task, ["evaluate.py"])
+    assert (second.status, second.score) == (EvalStatus.OK, 4.0)
+
+
+def test_an_answer_too_big_fails_without_hanging(box, task):
+    flooded = _evaluator(box, "evaluate.py:flood", timeout_s=60).evaluate(task, ["evaluate.py"])
+    assert flooded.status is EvalStatus.ERROR
+    assert "answer was over 16 MB" in flooded.reason + flooded.output_tail
+    after = _evaluator(box).evaluate(task, ["evaluate.py"])
+    assert after.status is EvalStatus.OK and after.score == 42.0
+
+
+# Reads what surrounds its original checkout (the run folder) and its private file there.
+PROBE_SOLVE = """import sys
+for path in sys.argv[1:]:
+    try:
+        print(path, open(path).read().strip())
+    except OSError as exc:
+        print(path, "denied", type(exc).__name__)
+"""
+
+
+def test_candidates_see_nothing_around_their_original_checkout(box):
+    top = Path("/opt") / f"cambrian-warm-test-{os.getpid()}"
+    try:
+        work = top / "run" / "work" / "7" / "prog"
+        work.mkdir(parents=True)
+    except PermissionError:
+        pytest.skip("needs a folder outside /tmp, /home and /root (run as root)")
+    try:
+        (top / "run" / "archive.db").write_text("run-folder-bytes")
+        (work / "hidden").mkdir()
+        (work / "hidden" / "answer.txt").write_text("private-bytes")
+        targets = [str(top / "run" / "archive.db"), str(work / "hidden" / "answer.txt")]
+        (work / "evaluate.py").write_text(
+            EVALUATE.replace("PROBE_ARGS = []", f"PROBE_ARGS = {targets!r}")
+        )
+        (work / "solve.py").write_text(PROBE_SOLVE)
+        config = EvaluatorConfig(python="evaluate.py:probe", private=("hidden/**",))
+        evaluation = CommandEvaluator(config, box, make_limits(CONFIG, 30)).evaluate(
+            work, ["evaluate.py"]
+        )
+        seen = evaluation.artifacts["seen"]
+        assert "run-folder-bytes" not in seen and "private-bytes" not in seen, seen
+        assert seen.count("denied") == 2, seen
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

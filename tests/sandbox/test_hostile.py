@@ -71,7 +71,7 @@ CONTAINED = {name: ALL for name in (
     "home_secret", "write_outside", "big_stdout", "kill_parent", "kill_all", "symlink",
     "modify_evaluator", "daemon", "fill_disk", "forge_stdout", "result_forge",
     "result_link_environ", "result_link_shadow", "read_environ", "read_run_folder",
-    "setsid_daemon", "user_namespace", "scratch_leftovers",
+    "setsid_daemon", "user_namespace", "scratch_leftovers", "trace_init",
 )}  # fmt: skip
 
 # A daemon that outlives the candidate's main process: it takes lock.file (the evaluator
@@ -304,6 +304,23 @@ for folder in ("/tmp", "/dev/shm", os.environ.get("TMPDIR", "/tmp")):
 libc.shmget(0x0CAB0001, 4096, 0o1666)  # IPC_CREAT | 0666
 libc.msgget(0x0CAB0002, 0o1666)
 """,
+    # (h) the launcher's processes above it (pid 1 of its namespace keeps the launcher's
+    # environment and no filter of its own): read them, trace them
+    "trace_init": """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+found = []
+for pid in (1, os.getppid()):
+    try:
+        open(f"/proc/{pid}/environ", "rb").read()
+        found.append("read")
+    except OSError:
+        found.append("denied")
+    attached = libc.ptrace(16, pid, None, None) == 0  # PTRACE_ATTACH
+    found.append("attached" if attached else "denied")
+    if attached:
+        libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+open("traced.txt", "w").write(" ".join(found))
+""",
 }
 # What the next evaluation in the same sandbox would see of scratch_leftovers.
 LEFTOVERS = """import glob, os, sys
@@ -501,6 +518,10 @@ def _expect(case: str, evaluation, work: Path, private: bytes) -> None:
     elif case == "fill_disk":
         big = work / "big.bin"
         assert not big.exists() or big.stat().st_size <= CONFIG.file_size_mb * 1024 * 1024
+    elif case == "trace_init":
+        assert status is EvalStatus.OK, evaluation.reason
+        assert "attached" not in (work / "traced.txt").read_text()
+        assert (work / "traced.txt").read_text().split()[0] == "denied"
     elif case == "user_namespace":
         assert status is EvalStatus.OK, evaluation.reason
         assert (work / "userns.txt").read_text() == "denied denied"

@@ -382,3 +382,21 @@ def test_a_candidate_of_the_evaluators_uid_cannot_reach_it_under_bubblewrap():
     assert out.returncode == 0, out.stderr
     assert out.stdout == "score 1.0\n"
     assert seen == "[[], True]", out.stderr
+
+
+def test_slot_copies_drop_set_id_bits(tmp_path):
+    # Copied by root, a candidate's setuid file would be root's and setuid until chown.
+    from cambrian.sandbox._workdir import copy_tree
+
+    source, target = tmp_path / "a", tmp_path / "b"
+    (source / "d").mkdir(parents=True)
+    (source / "evil").write_text("#!/bin/sh\n")
+    os.chmod(source / "evil", 0o6755)
+    os.chmod(source / "d", 0o2775)
+    (source / "link").symlink_to("evil")
+    target.mkdir()
+    copy_tree(str(source), str(target))
+    assert oct((target / "evil").stat().st_mode & 0o7777) == oct(0o755)
+    assert oct((target / "d").stat().st_mode & 0o7777) == oct(0o775)
+    assert os.readlink(target / "link") == "evil"
+    assert (target / "evil").read_text() == "#!/bin/sh\n"

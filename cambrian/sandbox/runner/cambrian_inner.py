@@ -304,6 +304,12 @@ def _init(cfg: dict, argv: list[str], env: dict[str, str], mode: str) -> None:
     if mode == "root":
         _drop_bounding_set()
         become(cfg)
+        parent_death(0)  # the uid change cleared it
+    # The command shares our uid: it must not ptrace us (we keep the launcher's
+    # environment) nor use us to get round its own limits and filter.
+    prctl(PR_SET_DUMPABLE, 0)
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    cambrian_filter.install(_libc)
     command = os.fork()
     if command == 0:
         _exec(cfg, argv, env, 0)
@@ -381,6 +387,7 @@ def child(cfg: dict, argv: list[str], fds: tuple[int, int, int], parent: int) ->
         init = os.fork()
         if init == 0:
             _init(cfg, argv, env, mode)
+        prctl(PR_SET_DUMPABLE, 0)  # it only waits now; no process of its uid may trace it
         _, status = os.waitpid(init, 0)
         os._exit(exit_code(status))
     except LaunchError as exc:

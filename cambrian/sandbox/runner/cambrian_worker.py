@@ -11,9 +11,11 @@ JSON line on its original stdout: ``{"ok": true, "result": "<the returned object
 JSON>"}`` or ``{"ok": false, "error": "<last lines of the traceback>"}``. What the
 function prints goes to stderr, so nothing it prints can pose as an answer; candidate
 code runs through ``candidate.run`` in the inner tier and never reaches this process.
-The function is loaded at the first request, from ``FILE`` in that request's ``dir``,
-with ``dir`` first on ``sys.path``, as ``python FILE`` would have it. Standard library
-only (plus ``cambrian_candidate``, next to this file).
+The function is loaded at the first request from ``FILE``, a copy of the task's own
+file in a folder candidate code never sees, with that folder first on ``sys.path`` (as
+``python FILE`` would have it); the checkout is the current directory only, so no
+module a candidate leaves there is ever imported. Standard library only (plus
+``cambrian_candidate``, next to this file).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # noqa: BLE001 - the evaluator's failure is data
             lines = traceback.format_exception(exc)
             reply = {"ok": False, "error": "".join(lines[-TRACE_LINES:])}
+        sys.stderr.write(f"{request.get('mark', '')}\n")  # all it printed is out first
         sys.stderr.flush()
         channel.write(json.dumps(reply) + "\n")
     return 0
