@@ -428,11 +428,13 @@ class CambrianConfig(_Section):
                 "evaluator.command is empty: set it (or evaluator.python, or "
                 "[[evaluator.stages]]) in cambrian.toml or pass --evaluator"
             )
-        if evaluator.warm and self.sandbox.backend not in ("auto", "process"):
+        sandbox = self.sandbox
+        on_ray = sandbox.backend == "ray" and sandbox.ray.node_backend == "process"
+        if evaluator.warm and sandbox.backend not in ("auto", "process") and not on_ray:
             raise ConfigError(
                 f"evaluator.python (warm function mode) runs on the process backend only, "
-                f'not {self.sandbox.backend!r}: set sandbox.backend = "process" or use '
-                "evaluator.command"
+                f'not {sandbox.backend!r}: set sandbox.backend = "process" (on Ray: '
+                'sandbox.ray.node_backend = "process") or use evaluator.command'
             )
         if not self.task.editable:
             raise ConfigError(

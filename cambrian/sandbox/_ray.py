@@ -205,6 +205,23 @@ class RaySandbox:
         )
 
     # --- running --------------------------------------------------------------------------
+    def call(
+        self,
+        target: str,
+        *,
+        workdir: Path,
+        limits: Limits,
+        env: Mapping[str, str] | None = None,
+        readonly: Sequence[str] = (),
+        private: Sequence[str] = (),
+        uses: int = 100,
+    ) -> RunResult:
+        """Function mode on a node: ``target`` in a warm worker of its process sandbox."""
+        return self.run(
+            "", workdir=workdir, limits=limits, env=env, readonly=readonly, private=private,
+            python=target, uses=uses,
+        )  # fmt: skip
+
     def run(
         self,
         command: str,
@@ -215,8 +232,13 @@ class RaySandbox:
         readonly: Sequence[str] = (),
         private: Sequence[str] = (),
         result_dir: Path | None = None,
+        python: str = "",
+        uses: int = 100,
     ) -> RunResult:
         """Run ``command`` on a cluster node in a copy of ``workdir``; see ``types.Sandbox``.
+
+        With ``python`` (``FILE:FUNCTION``) instead, the node's process sandbox calls that
+        function in one of its warm workers (``call``), kept by each Ray worker process.
 
         The node's own sandbox keeps ``private`` from candidate code and gives the
         evaluator a result folder of its own; its files come back into ``result_dir``.
@@ -230,7 +252,7 @@ class RaySandbox:
             SandboxError: The work dir is missing, the cluster is lost, a node cannot
                 sandbox, or this sandbox is closed.
         """
-        if not command.strip():
+        if not command.strip() and not python:
             raise ValueError("command must be a non-empty shell line")
         if not limits.timeout_s > 0:
             raise ValueError(f"limits.timeout_s must be positive, got {limits.timeout_s!r}")
@@ -244,6 +266,8 @@ class RaySandbox:
         spec = {
             "key": key,
             "command": command,
+            "python": python,
+            "uses": uses,
             "workdirs": sorted({given, root}, key=len, reverse=True),
             "env": dict(env or {}),
             "readonly": list(readonly),

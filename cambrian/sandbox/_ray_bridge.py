@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from cambrian import __version__
@@ -298,15 +300,30 @@ class Bridge:
                 self.ray.cancel(ref, force=True)
 
 
-def _connect(ray: Any, settings: dict[str, Any], init: dict[str, Any]) -> str:
-    """Join a cluster, or start a local Ray instance; its address, or "local".
+def _cluster_address(settings: dict[str, Any]) -> str | None:
+    """The cluster to join, as ``ray.init()`` finds one; None: start a local instance.
 
-    With no address, as ``ray.init()`` with none: ``$RAY_ADDRESS``, else the cluster the
-    last ``ray start`` on this machine made, else a local instance started here (in its
-    own temporary folder), which ends with this process, that is with the run. An
-    address given (``auto`` included) must answer.
+    With no address: ``$RAY_ADDRESS``, else what the last ``ray start`` on this machine
+    recorded (``ray_current_cluster`` in Ray's temporary folder). Decided before Ray is
+    imported, so a local instance can get its settings from the environment.
     """
-    address = settings["address"] or os.environ.get("RAY_ADDRESS") or _last_started()
+    if settings["address"]:
+        return settings["address"]
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    temp = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    try:
+        return Path(temp, "ray", "ray_current_cluster").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _connect(ray: Any, address: str | None, settings: dict[str, Any], init: dict[str, Any]) -> str:
+    """Join the cluster at ``address``, or start a local Ray instance; its address or "local".
+
+    A local instance lives in its own temporary folder and ends with this process, that
+    is with the run. An address given (``auto`` included) must answer.
+    """
     if address:
         ray.init(address=address, namespace=settings["namespace"], **init)
         return address
@@ -315,27 +332,23 @@ def _connect(ray: Any, settings: dict[str, Any], init: dict[str, Any]) -> str:
     return "local"
 
 
-def _last_started() -> str | None:
-    """The address ``ray start`` last recorded on this machine, found as Ray finds it."""
-    try:
-        from ray._private.services import find_bootstrap_address
-
-        return find_bootstrap_address(None)
-    except (ImportError, AttributeError, OSError):
-        return None
-
-
 def bridge_main(conn: Connection, settings: dict[str, Any]) -> None:
     """Connect, say ready (or fatal), then serve until told to close."""
     os.environ["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(int(settings["head_timeout_s"]))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = _cluster_address(settings)
+    if address is None:  # a local instance: token authentication, with a token of its own
+        # (Ray would otherwise write one to ~/.ray/auth_token, which later clusters of
+        # the user's then pick up)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     import ray
 
     init: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
     if settings["node_ip"]:
         init["_node_ip_address"] = settings["node_ip"]
     try:
-        address = _connect(ray, settings, init)
+        address = _connect(ray, address, settings, init)
         bridge = Bridge(conn, settings)
         summary = {**bridge.summary(), "address": address}
     except Exception as exc:  # noqa: BLE001 - any failure to connect is reported, then we exit

@@ -117,15 +117,18 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
             places.insert(0, (spec["result_dir"], str(results)))
         env = {k: _rewrite(v, places) for k, v in spec["env"].items()}
         env[NODE_ENV] = node
-        result = sandbox.run(
-            spec["command"],
-            workdir=workdir,
-            limits=Limits(**spec["limits"]),
-            env=env,
-            readonly=tuple(spec["readonly"]),
-            private=tuple(spec.get("private", ())),
-            result_dir=results if spec.get("result_dir") else None,
-        )
+        shared = {
+            "workdir": workdir,
+            "limits": Limits(**spec["limits"]),
+            "env": env,
+            "readonly": tuple(spec["readonly"]),
+            "private": tuple(spec.get("private", ())),
+        }
+        if spec.get("python"):
+            result = _call(sandbox, spec["python"], spec.get("uses", 100), shared)
+        else:
+            result_dir = results if spec.get("result_dir") else None
+            result = sandbox.run(spec["command"], result_dir=result_dir, **shared)
         changes = pack_changes(workdir, before, [*spec["readonly"], *spec.get("private", ())])
         answer["results"] = read_results(results) if spec.get("result_dir") else {}
         return {**answer, "result": dataclasses.asdict(result), "changes": changes}
@@ -133,6 +136,17 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
         return {**answer, "sandbox_error": str(exc)}
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _call(sandbox: Sandbox, target: str, uses: int, shared: dict[str, Any]) -> Any:
+    """Function mode on this node: the node sandbox's warm workers (process backend)."""
+    call = getattr(sandbox, "call", None)
+    if call is None:
+        raise SandboxError(
+            f"evaluator.python needs the process backend on each node, not {sandbox.name}: "
+            'set sandbox.ray.node_backend = "process"'
+        )
+    return call(target, uses=uses, **shared)
 
 
 class Tracker:

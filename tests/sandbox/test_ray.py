@@ -143,6 +143,8 @@ def test_unreachable_cluster_is_one_clear_error(tmp_path):
 def test_with_no_cluster_a_local_instance_is_started_and_stopped(tmp_path, monkeypatch, caplog):
     need_engine(ray_available(), "Ray")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    token_file = Path.home() / ".ray" / "auth_token"
+    had_token = token_file.exists()
     box = get_sandbox(ray_config(None, connect_timeout_s=180), run_id="local")
     try:
         assert box.address == "local" and box.cluster["nodes"] == 1
@@ -157,6 +159,7 @@ def test_with_no_cluster_a_local_instance_is_started_and_stopped(tmp_path, monke
     while live_pids("cambrian-ray-local-", "cmdline") and time.monotonic() < end:
         time.sleep(0.2)
     assert not live_pids("cambrian-ray-local-", "cmdline")
+    assert token_file.exists() == had_token  # nothing of it is left in the user's home
 
 
 def test_no_node_that_fits_is_one_clear_error(cluster):
@@ -253,3 +256,22 @@ def test_close_stops_evaluations_in_flight_on_the_nodes(cluster, tmp_path, node_
     while live_pids(marker) and time.monotonic() < end:
         time.sleep(0.2)
     assert not live_pids(marker)
+
+
+# Function mode on a node: the node's process sandbox keeps warm workers per Ray worker.
+RAY_FUNCTION = """import os, sys
+def evaluate(candidate):
+    rc, out, err = candidate.run([sys.executable, "solve.py"], timeout_s=20)
+    return {"score": float(out.split()[-1]), "metrics": {"node": os.environ["CAMBRIAN_RAY_NODE"]}}
+"""
+
+
+def test_function_mode_runs_on_the_nodes(ray_box, tmp_path):
+    (tmp_path / "evaluate.py").write_text(RAY_FUNCTION)
+    (tmp_path / "solve.py").write_text("print(6 * 7)\n")
+    config = EvaluatorConfig(python="evaluate.py:evaluate")
+    evaluator = CommandEvaluator(config, ray_box, make_limits(SandboxConfig(), 60))
+    for _ in range(2):
+        evaluation = evaluator.evaluate(tmp_path, ["evaluate.py"])
+        assert evaluation.status is EvalStatus.OK, evaluation.reason + evaluation.output_tail
+        assert evaluation.score == 42.0 and evaluation.metrics["node"]
