@@ -220,18 +220,21 @@ def open_run(
 
 
 def _open_stores(
-    meta: dict[str, Any], config: CambrianConfig, run_dir: Path, base: str
+    meta: dict[str, Any], config: CambrianConfig, run_dir: Path, base: str, task: Path
 ) -> tuple[SqlArchive, Sandbox, CommandEvaluator | CompatEvaluator]:
     """The sandbox, the archive (migrated, with this run's row) and the evaluator.
 
     The run's row records the sandbox's identity (backend, isolation, image digest), so
-    results can be reproduced.
+    results can be reproduced. A sandbox that shows the host's folders (the process
+    backend) is told to hide the task folder as it hides the run folder.
     """
     sandbox_config = config.sandbox
     if config.evaluator.warm and sandbox_config.backend == "auto":
         log.info("evaluator.python runs in warm workers of the process backend")
         sandbox_config = sandbox_config.model_copy(update={"backend": "process"})
     sandbox = get_sandbox(sandbox_config, run_id=meta["run_id"])
+    if hasattr(sandbox, "around"):
+        sandbox.around = (str(task),)
     archive = SqlArchive(
         config.archive,
         url=archive_url(config, run_dir),
@@ -264,7 +267,16 @@ def _open_rooms(
             f"task.editable {list(config.task.editable)} matches no file in {task}: "
             "check the globs (they are relative to the task folder)"
         )
-    archive, sandbox, evaluator = _open_stores(meta, config, run_dir, base)
+    for stage in config.evaluator.cascade():
+        target = stage.python.rpartition(":")[0]
+        if target and rules.is_editable(target):
+            lineage.close()
+            raise ConfigError(
+                f"evaluator.python loads {target}, which task.editable lets candidates "
+                "change: a warm worker would score later candidates with one candidate's "
+                "evaluator; narrow task.editable so it excludes the evaluator"
+            )
+    archive, sandbox, evaluator = _open_stores(meta, config, run_dir, base, task)
     try:
         config, servers = resolve_models(config, run_dir)
     except CambrianError:

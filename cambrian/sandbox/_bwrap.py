@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 
-from cambrian.sandbox._tier import MOUNT_PATH, OUTER_CAPS, RUNNER_DIR, top_dir
+from cambrian.sandbox._tier import MOUNT_PATH, OUTER_CAPS, RUNNER_DIR, around_dir, top_dir
 
 _HIDDEN_FIXED = ("/tmp", "/root", "/home", "/run")
 # /etc/resolv.conf often points here; needed for DNS when the network is shared.
@@ -113,7 +113,7 @@ def bwrap_argv(
     hidden = hidden_dirs()
     # What surrounds the work dir (the run folder, the task) is hidden too.
     for path in (workdir, results, *around):
-        top = top_dir(path) if path else ""
+        top = (around_dir(path) if path in around else top_dir(path)) if path else ""
         if top and os.path.isdir(top) and not _under(top, hidden):
             hidden.append(top)
     for path in hidden:

@@ -107,6 +107,8 @@ class ProcessSandbox:
         self._live: dict[int, str] = {}
         self._closed = False
         self._workers: WorkerPool | None = None
+        #: Folders whose surroundings stay hidden like a work dir's (the task folder).
+        self.around: tuple[str, ...] = ()
 
     @property
     def isolation(self) -> str:
@@ -184,6 +186,7 @@ class ProcessSandbox:
             tuple(resolve_readonly(Path(root), readonly)),
             tuple(resolve_readonly(Path(root), private, what="private")),
             check_results(result_dir, root),
+            self.around,
         )
 
     @contextlib.contextmanager
@@ -269,6 +272,7 @@ class ProcessSandbox:
             network=limits.network,
             argv=[SHELL, "-c", outer_line(command, limits)],
             results=tree.results,
+            around=tree.around,
         )
         return self._execute(argv, tree.root, full_env, token, limits, sweep_strays=False)
 

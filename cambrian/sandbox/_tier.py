@@ -179,9 +179,23 @@ def protect_controller() -> bool:
         return False
 
 
+def around_dir(path: str) -> str:
+    """The folder to mask for a place in ``Tree.around``.
+
+    Its ``top_dir``, or the place itself when it is that top already (a task folder at
+    ``/opt/task``), but never ``/`` nor a system folder itself.
+    """
+    top = top_dir(path)
+    if top or path.rstrip("/").count("/") < 1:
+        return top
+    return "" if path.strip("/") in _SYSTEM_DIRS else path.rstrip("/")
+
+
 def mask_dirs(tree: Tree) -> list[str]:
     """Every folder the inner tier sees covered (the interpreter may need re-binding)."""
-    tops = {top_dir(p) for p in (tree.root, tree.results, *tree.around) if p} - {""}
+    tops = {top_dir(p) for p in (tree.root, tree.results) if p}
+    tops |= {around_dir(p) for p in tree.around}
+    tops -= {""}
     return sorted({*_PRIVATE_DIRS, *_HIDDEN_DIRS, *tops})
 
 

@@ -112,9 +112,18 @@ def copy_tree(src: str, dst: str) -> None:
 
 
 def _copy_plain(source: str, target: str) -> None:
-    """``shutil.copy2`` without the set-ID bits (the file is never setuid on the way)."""
-    with open(source, "rb") as reader:
+    """``shutil.copy2`` without the set-ID bits (the file is never setuid on the way).
+
+    Raises:
+        shutil.SpecialFileError: ``source`` is not a regular file (a FIFO, a socket,
+            a device): opening one could block for ever.
+    """
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb", closefd=True) as reader:
         info = os.fstat(reader.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise shutil.SpecialFileError(f"{source} is not a regular file")
+        os.set_blocking(reader.fileno(), True)
         with open(target, "wb") as writer:
             os.fchmod(writer.fileno(), 0o600)
             shutil.copyfileobj(reader, writer)

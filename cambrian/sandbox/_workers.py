@@ -161,7 +161,7 @@ class WorkerPool:
         os.mkdir(os.path.join(slot, "w"))
         try:
             _evaluator_copy(tree, target, os.path.join(slot, "e"))
-            proc = self._start(slot, target, limits, (tree.root,))
+            proc = self._start(slot, target, limits, (*tree.around, tree.root))
         except BaseException:
             shutil.rmtree(slot, ignore_errors=True)
             raise

@@ -311,3 +311,14 @@ def test_candidates_see_nothing_around_their_original_checkout(box):
         assert seen.count("denied") == 2, seen
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_fifo_left_in_the_checkout_is_the_candidates_failure(box, task):
+    (task / "solve.py").write_text("import os\nos.mkfifo('pipe')\nprint(2)\n")
+    evaluation = _evaluator(box).evaluate(task, ["evaluate.py"])
+    assert evaluation.status is EvalStatus.ERROR and "lost" in evaluation.reason
+    (task / "solve.py").write_text("print(9)\n")
+    (task / "pipe").unlink(missing_ok=True)
+    after = _evaluator(box).evaluate(task, ["evaluate.py"])
+    assert after.status is EvalStatus.OK and after.score == 9.0

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from procs import live_pids
 
 from cambrian.config import SandboxConfig
 from cambrian.errors import ConfigError, SandboxError
@@ -400,3 +402,73 @@ def test_slot_copies_drop_set_id_bits(tmp_path):
     assert oct((target / "d").stat().st_mode & 0o7777) == oct(0o775)
     assert os.readlink(target / "link") == "evil"
     assert (target / "evil").read_text() == "#!/bin/sh\n"
+
+
+CONTROLLER = """import sys
+from pathlib import Path
+from cambrian.config import SandboxConfig
+from cambrian.sandbox import ProcessSandbox, make_limits
+box = ProcessSandbox(SandboxConfig(), isolation=sys.argv[1])
+print("started", flush=True)
+sleeper = "python3 -c 'import time; time.sleep(1000)' " + sys.argv[2]
+box.run(f"$CAMBRIAN_RUN {sleeper} & {sleeper}; wait",
+        workdir=Path(sys.argv[3]), limits=make_limits(SandboxConfig(), 600))
+"""
+
+
+def _sleepers(marker: str) -> list[int]:
+    """The sleeping processes (the evaluator's and the candidate's) holding ``marker``."""
+    found = []
+    for pid in live_pids(marker, "cmdline"):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv[1:2] == [b"-c"] and marker.encode() in argv[-2:]:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("isolation", ["rlimits", "bwrap"])
+def test_a_controller_killed_by_sigkill_leaves_nothing_running(isolation, tmp_path):
+    if isolation == "bwrap":
+        bwrap_sandbox()
+    elif not IS_ROOT:
+        pytest.skip("rlimits without root is refused by design")
+    marker = f"cambrian-orphan-{uuid.uuid4().hex}"
+    controller = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER, isolation, marker, str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert controller.stdout.readline() == "started\n"
+    end = time.monotonic() + 60
+    while len(_sleepers(marker)) < 2 and time.monotonic() < end:
+        time.sleep(0.1)
+    assert len(_sleepers(marker)) == 2, "the evaluation never started"
+    controller.kill()
+    controller.wait()
+    controller.stdout.close()
+    end = time.monotonic() + 30
+    while live_pids(marker, "cmdline") and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not live_pids(marker, "cmdline")
+
+
+@pytest.mark.parametrize("isolation", ["rlimits", "bwrap"])
+def test_the_task_folder_is_hidden_from_candidates_wherever_it_lies(isolation, tmp_path):
+    box = ProcessSandbox(CONFIG, isolation="rlimits") if isolation == "rlimits" else None
+    box = box or bwrap_sandbox()
+    task = Path("/opt") / f"cambrian-task-test-{uuid.uuid4().hex[:8]}"
+    try:
+        task.mkdir()
+    except PermissionError:
+        pytest.skip("needs a folder outside /tmp, /home and /root (run as root)")
+    try:
+        (task / "answers.txt").write_text("task-private-bytes")
+        box.around = (str(task),)
+        result = box.run(f"$CAMBRIAN_RUN cat {task}/answers.txt", workdir=tmp_path, limits=limits())
+        assert "task-private-bytes" not in result.stdout + result.stderr
+        assert result.returncode != 0
+    finally:
+        box.close()
+        shutil.rmtree(task, ignore_errors=True)

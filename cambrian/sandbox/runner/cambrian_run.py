@@ -266,7 +266,12 @@ def _outer_init(argv: list[str]) -> None:
 
 
 def outer(argv: list[str]) -> int:
-    """Run the evaluator ``argv`` in a pid namespace of its own (or under a subreaper)."""
+    """Run the evaluator ``argv`` in a pid namespace of its own (or under a subreaper).
+
+    It ends with the controller that started it (a parent-death signal, as bubblewrap's
+    ``--die-with-parent``): a controller killed by SIGKILL leaves nothing running.
+    """
+    inner.parent_death(os.getppid())
     here = os.readlink("/proc/self/fd/1") if os.path.exists("/proc/self/fd/1") else ""
     os.environ.setdefault(inner.STDOUT_VAR, here)
     flags = inner.CLONE_NEWPID | inner.CLONE_NEWNS
