@@ -62,6 +62,26 @@ def split_children(
     return improving, failing
 
 
+def prose(text: str) -> str:
+    """``text`` without its fenced code blocks (an unclosed one runs to the end).
+
+    Recommendations are shown in every later prompt: code in them would pose as the
+    program (a diff, a whole file) to the model that reads them.
+    """
+    kept, fence = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence:
+            if stripped and stripped == fence[0] * len(stripped) and len(stripped) >= len(fence):
+                fence = ""
+            continue
+        if stripped.startswith(("```", "~~~")):
+            fence = stripped[: len(stripped) - len(stripped.lstrip(stripped[0]))]
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
 def diff_cap(count: int) -> int:
     """Characters allowed for each of ``count`` diffs, so that all fit the prompt's share."""
     return min(DIFF_CHARS, PROMPT_DIFF_CHARS // max(count, 1))
@@ -152,7 +172,7 @@ class MetaReviewer:
             latency_s=completion.latency_s,
             purpose="meta",
         )
-        text = strip_thinking(completion.text).strip()[: self._config.max_chars].strip()
+        text = prose(strip_thinking(completion.text))[: self._config.max_chars].strip()
         if text:
             self._archive.add_meta_note(evaluated, completion.model, text)
         return completion.cost_usd

@@ -184,3 +184,13 @@ def test_render_meta_falls_back_to_the_default_set(tmp_path: Path):
         assert system["role"] == "system" and META_PHRASE in system["content"]
         assert user["role"] == "user" and "SEARCH text not found" in user["content"]
     assert render_meta(tmp_path, variables) == render_meta(TEMPLATE_DIR / "default", variables)
+
+
+def test_recommendations_keep_no_code():
+    # Code in a recommendation would pose as the program in every later prompt.
+    from cambrian.agent._meta import prose
+
+    reply = "- widen the ring\n```diff\n--- a/solve.py\n+++ b/solve.py\n```\n- try 0.3\n~~~\nopen"
+    assert prose(reply) == "- widen the ring\n- try 0.3"
+    assert prose("```python\nprint(1)\n```") == ""
+    assert prose("- keep `N` fixed") == "- keep `N` fixed"
