@@ -96,6 +96,7 @@ def bwrap_argv(
     argv: Sequence[str],
     results: str | None = None,
     around: Sequence[str] = (),
+    writable: Sequence[str] = (),
 ) -> list[str]:
     """The full bubblewrap command line that runs ``argv`` in ``workdir``.
 
@@ -108,6 +109,7 @@ def bwrap_argv(
         argv: The command to run inside.
         results: The result folder, bound read-write at the same path.
         around: More paths whose surroundings are hidden like the work dir's.
+        writable: More folders outside the work dir bound read-write at the same path.
     """
     args = _base_args(bwrap, network=network)
     hidden = hidden_dirs()
@@ -122,13 +124,14 @@ def bwrap_argv(
         args += ["--ro-bind", _RESOLVER_DIR, _RESOLVER_DIR]
     # Folders bwrap creates on the way to a bind are 0700: the candidate uid must pass.
     interpreter = interpreter_dirs(hidden)
-    for path in _ancestors([workdir, *([results] if results else []), *interpreter], hidden):
+    binds = [*([results] if results else []), *writable]
+    for path in _ancestors([workdir, *binds, *interpreter], hidden):
         args += ["--perms", "0755", "--dir", path]
     for path in interpreter:
         args += ["--ro-bind", path, path]
     args += ["--ro-bind", str(RUNNER_DIR), MOUNT_PATH]
-    if results:
-        args += ["--bind", results, results]
+    for path in binds:
+        args += ["--bind", path, path]
     args += ["--bind", workdir, workdir]
     for path in readonly:
         args += ["--ro-bind", path, path]

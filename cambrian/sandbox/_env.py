@@ -37,6 +37,7 @@ def sandbox_env(
     token: str,
     extra: Mapping[str, str] | None = None,
     bin_dir: str | None = None,
+    pycache: str | None = None,
 ) -> dict[str, str]:
     """Build the environment of one sandboxed command.
 
@@ -46,6 +47,8 @@ def sandbox_env(
         token: This run's marker, set as ``CAMBRIAN_SANDBOX_TOKEN`` (cannot be overridden).
         extra: Variables added on top of the allowlist (they may override it).
         bin_dir: Directory put first on ``PATH``; default: the running interpreter's.
+        pycache: A bytecode cache folder only the evaluator can reach, where it may
+            write; default: none (no ``.pyc`` is read or written).
 
     Returns:
         A new dict; the host's ``os.environ`` is never read.
@@ -64,8 +67,10 @@ def sandbox_env(
         # HOME is the work dir, which candidate code may write: the evaluator's Python
         # must neither run a ``.pth`` from a user site there nor read a forged ``.pyc``.
         "PYTHONNOUSERSITE": "1",
-        "PYTHONPYCACHEPREFIX": NO_BYTECODE,
+        "PYTHONPYCACHEPREFIX": pycache or NO_BYTECODE,
     }
+    if pycache:  # a cache only the evaluator can write: its imports compile once
+        del env["PYTHONDONTWRITEBYTECODE"]
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:
             raise ValueError(f"env: invalid variable name {name!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from cambrian.config import SandboxConfig
@@ -114,3 +114,15 @@ def gpu_slots(config: SandboxConfig) -> GpuSlots | None:
             "(nvidia-smi -L lists none): set sandbox.gpus_per_eval = 0 or run on a GPU machine"
         )
     return GpuSlots(ids, config.gpus_per_eval)
+
+
+@contextmanager
+def gpu_env(
+    slots: GpuSlots | None, env: Mapping[str, str] | None
+) -> Iterator[Mapping[str, str] | None]:
+    """``env``, with the GPUs of one slot held while the run lasts (if there are GPUs)."""
+    if slots is None:
+        yield env
+        return
+    with slots.acquire() as gpus:
+        yield {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}

@@ -6,10 +6,9 @@ gets a read-only system, a private /tmp, hidden home directories, no network and
 namespace. Without it ("rlimits" isolation) the evaluator has NO filesystem or network
 isolation (protected files are only chmod-ed read-only), but its own pid namespace.
 
-Candidate code runs in the inner tier (``$CAMBRIAN_RUN``, see ``_tier``): as root,
-cambrian hands the work dir to uid 65534 for the run and candidates run as that uid, in
-their own pid and mount namespaces. Not root and without bubblewrap there is no second
-uid; such a sandbox is refused unless ``sandbox.allow_unisolated`` is set.
+Candidate code runs in the inner tier (``$CAMBRIAN_RUN``, see ``_tier``): as root, as
+uid 65534 in its own pid and mount namespaces. Not root and without bubblewrap there is
+no second uid; such a sandbox is refused unless ``sandbox.allow_unisolated`` is set.
 
 ``oom_killed`` is best effort: it is set when the command died of SIGKILL (or exited with
 status 137) that neither the wall-clock nor the CPU-time limit explains, or when its
@@ -18,7 +17,6 @@ stderr tail mentions ``MemoryError``, ``std::bad_alloc`` or ``Cannot allocate me
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -26,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from cambrian.errors import SandboxError
 from cambrian.sandbox._bwrap import bwrap_argv, find_bwrap, interpreter_dirs, probe
 from cambrian.sandbox._capture import OutputTail
 from cambrian.sandbox._env import new_token, sandbox_env
-from cambrian.sandbox._gpu import gpu_slots
+from cambrian.sandbox._gpu import gpu_env, gpu_slots
 from cambrian.sandbox._limits import SHELL, rlimit_values, running_as_root
 from cambrian.sandbox._protect import make_readonly, resolve_readonly, restore_modes
 from cambrian.sandbox._reap import kill_group, pid_snapshot, supervise, sweep
@@ -109,6 +107,7 @@ class ProcessSandbox:
         self._workers: WorkerPool | None = None
         #: Folders whose surroundings stay hidden like a work dir's (the task folder).
         self.around: tuple[str, ...] = ()
+        self._pycache: str | None = None
 
     @property
     def isolation(self) -> str:
@@ -161,7 +160,7 @@ class ProcessSandbox:
             raise ValueError("command must be a non-empty shell line")
         tree = self._tree(workdir, limits, readonly, private, result_dir)
         mode = self.isolation
-        with self._gpu_env(env) as env:
+        with gpu_env(self._gpus, env) as env:
             return self._run_isolated(mode, command, tree, limits, env)
 
     def _tree(
@@ -187,16 +186,18 @@ class ProcessSandbox:
             tuple(resolve_readonly(Path(root), private, what="private")),
             check_results(result_dir, root),
             self.around,
+            (self.pycache(),),
         )
 
-    @contextlib.contextmanager
-    def _gpu_env(self, env: Mapping[str, str] | None) -> Iterator[Mapping[str, str] | None]:
-        """``env``, with the GPUs of one slot held while the run lasts (if there are GPUs)."""
-        if self._gpus is None:
-            yield env
-            return
-        with self._gpus.acquire() as gpus:
-            yield {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    def pycache(self) -> str:
+        """The evaluator's own bytecode cache, hidden from candidates.
+
+        Never the work dir, where candidate code could plant a ``.pyc``.
+        """
+        with self._lock:
+            if self._pycache is None:
+                self._pycache = tempfile.mkdtemp(prefix=f"cambrian-pycache-{self.run_id}-")
+            return self._pycache
 
     def call(
         self,
@@ -228,7 +229,7 @@ class ProcessSandbox:
                     output_bytes=limits.output_bytes,
                     as_root=running_as_root(),
                 )
-        with self._gpu_env(env) as env:
+        with gpu_env(self._gpus, env) as env:
             return self._workers.call(target, tree, limits, env, uses)
 
     def _run_isolated(
@@ -262,7 +263,9 @@ class ProcessSandbox:
     ) -> RunResult:
         """Run under bubblewrap: private /tmp, protected paths bound read-only."""
         token = new_token()
-        full_env = sandbox_env(home=tree.root, tmpdir="/tmp", token=token, extra=env)
+        full_env = sandbox_env(
+            home=tree.root, tmpdir="/tmp", token=token, extra=env, pycache=tree.hidden[0]
+        )
         full_env.update(runner_env(sys.executable, MOUNT_PATH, self._inner(tree, limits, token)))
         argv = bwrap_argv(
             self._bwrap or "bwrap",
@@ -273,6 +276,7 @@ class ProcessSandbox:
             argv=[SHELL, "-c", outer_line(command, limits)],
             results=tree.results,
             around=tree.around,
+            writable=tree.hidden,
         )
         return self._execute(argv, tree.root, full_env, token, limits, sweep_strays=False)
 
@@ -287,7 +291,9 @@ class ProcessSandbox:
             raise SandboxError(f"cannot create a temporary directory: {exc}") from exc
         saved: dict[str, int] = {}
         try:
-            full_env = sandbox_env(home=tree.root, tmpdir=tmpdir, token=token, extra=env)
+            full_env = sandbox_env(
+                home=tree.root, tmpdir=tmpdir, token=token, extra=env, pycache=tree.hidden[0]
+            )
             inner = self._inner(tree, limits, token)
             full_env.update(runner_env(sys.executable, str(RUNNER_DIR), inner))
             if not running_as_root():
@@ -390,3 +396,5 @@ class ProcessSandbox:
         for pgid, token in live.items():
             kill_group(pgid)
             sweep(token)
+        if self._pycache is not None:
+            remove_tree(self._pycache)

@@ -58,6 +58,8 @@ class Tree:
         results: The result folder (outside ``root``), or None.
         around: Other places whose surroundings must stay covered (a slot copy's
             original work dir: the run folder around it).
+        hidden: More evaluator-only folders candidate code must not see (the
+            evaluator's bytecode cache).
     """
 
     root: str
@@ -65,6 +67,7 @@ class Tree:
     private: tuple[str, ...] = ()
     results: str | None = None
     around: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
 
     def moved(self, old: str, new: str) -> Tree:
         """The same tree with the prefix ``old`` replaced by ``new`` (a copied work dir)."""
@@ -78,6 +81,7 @@ class Tree:
             tuple(map(move, self.private)),
             self.results,
             (*self.around, old),
+            self.hidden,
         )
 
 
@@ -133,7 +137,8 @@ def inner_config(
         lines.append("unisolated 1")
     lines += [f"mask {int(w)} {p}" for p, w in masks] + [f"keep {int(w)} {p}" for p, w in keep]
     lines += [f"readonly {p}" for p in tree.protected]
-    lines += [f"hide {p}" for p in (*tree.private, *([tree.results] if tree.results else []))]
+    evaluator_only = (*tree.private, *([tree.results] if tree.results else []), *tree.hidden)
+    lines += [f"hide {p}" for p in evaluator_only]
     if any("\n" in line for line in lines):
         raise ValueError("sandbox paths must not contain a newline")
     return "\n".join(lines)

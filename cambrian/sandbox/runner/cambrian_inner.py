@@ -121,6 +121,7 @@ def config() -> dict:
 def _inner_env(cfg: dict, private_tmp: bool) -> dict[str, str]:
     """The command's environment: the allowlist, nothing else."""
     env = {k: os.environ[k] for k in INNER_VARS if k in os.environ}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ of its making in the work dir
     env["TMPDIR"] = "/tmp" if private_tmp else os.environ.get("TMPDIR", "/tmp")
     if cfg.get("token"):  # only where nothing better finds strays (no uid, no namespace)
         env["CAMBRIAN_SANDBOX_TOKEN"] = cfg["token"]
