@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import shutil
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,8 @@ from cambrian.agent._setup import RunContext
 from cambrian.archive import new_program_id
 from cambrian.errors import BudgetError, LLMError, SandboxError
 from cambrian.llm import EnsembleLLM, ModelStats
-from cambrian.types import AddStatus, Evaluation, Program, ProgramStatus
+from cambrian.sandbox import remove_tree
+from cambrian.types import AddStatus, EvalStatus, Evaluation, Program, ProgramStatus
 
 log = logging.getLogger("cambrian")
 MAX_LLM_FAILURES = 3
@@ -184,13 +184,16 @@ class Evolution:
     def _evaluate_in_workdir(self, program: Program) -> Evaluation:
         """Blocking part of ``evaluate``; runs in a worker thread."""
         workdir = self.ctx.work_root / program.id
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir)
         workdir.parent.mkdir(parents=True, exist_ok=True)
         self.ctx.lineage.checkout(program.commit, workdir)
         try:
             return self.ctx.evaluator.evaluate(workdir, self.ctx.protected)
+        except RecursionError:  # what the candidate left is too deep to check or copy back
+            reason = "candidate code left a folder tree too deep to check (RecursionError)"
+            return Evaluation(EvalStatus.ERROR, reason=reason)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_tree(workdir)
 
     # --- the steady-state scheduler ---------------------------------------------------
     @property

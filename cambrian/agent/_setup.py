@@ -35,7 +35,7 @@ from cambrian.evaluators import CommandEvaluator
 from cambrian.evaluators.compat import CompatEvaluator, detect_task
 from cambrian.llm import ModelServer, get_llm
 from cambrian.prompts import template_set
-from cambrian.sandbox import get_sandbox, make_limits
+from cambrian.sandbox import get_sandbox, make_limits, remove_tree
 from cambrian.types import LLM, Sandbox
 
 log = logging.getLogger("cambrian")
@@ -94,7 +94,7 @@ def _remove_dead_workdirs(work: Path) -> None:
         return
     for folder in work.iterdir():
         if not (folder.name.isdigit() and Path(f"/proc/{folder.name}").exists()):
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder)
 
 
 def archive_url(config: CambrianConfig, run_dir: Path) -> str:

@@ -16,6 +16,7 @@ from cambrian.sandbox._gpu import GpuSlots, gpu_slots, list_gpus
 from cambrian.sandbox._image import build_base, build_derived, default_tag, pip_tag
 from cambrian.sandbox._limits import make_limits
 from cambrian.sandbox._process import ProcessSandbox
+from cambrian.sandbox._workdir import remove_tree
 
 __all__ = [
     "LABEL_RUN",
@@ -31,6 +32,7 @@ __all__ = [
     "leftovers",
     "list_gpus",
     "make_limits",
+    "remove_tree",
     "pip_tag",
     "remove_container",
 ]

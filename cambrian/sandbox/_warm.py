@@ -56,6 +56,8 @@ def copy_back(work: str, root: str, owner: os.stat_result, sticky: list[str]) ->
         chown_tree(root, owner.st_uid, owner.st_gid)
         for rel, mode in modes.items():
             os.chmod(os.path.join(root, rel), mode)
+    except RecursionError:  # a folder chain deeper than Python's stack
+        return "a folder tree too deep to copy"
     except (OSError, shutil.Error) as exc:
         return str(exc)[:200]
     return ""

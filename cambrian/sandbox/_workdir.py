@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
 from cambrian.sandbox._protect import make_readonly, restore_modes
@@ -263,16 +264,24 @@ def move_path(value: str, prefixes: Mapping[str | None, str]) -> str:
     return value
 
 
-def remove_tree(path: str) -> None:
-    """Delete a run's temporary directory, re-adding write bits the candidate removed."""
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path):
-        return
-    _chmod_quietly(path)
-    for parent, dirs, _files in os.walk(path):
-        for name in dirs:  # top-down: fixed before os.walk descends into it
-            _chmod_quietly(os.path.join(parent, name))
-    shutil.rmtree(path, ignore_errors=True)
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete a work or temporary folder, re-adding write bits the candidate removed.
+
+    A folder chain deeper than Python's recursion (candidate code can make one) is
+    removed by ``rm``, which walks it without recursing.
+    """
+    path = os.fspath(path)
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        _chmod_quietly(path)
+        for parent, dirs, _files in os.walk(path):
+            for name in dirs:  # top-down: fixed before os.walk descends into it
+                _chmod_quietly(os.path.join(parent, name))
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], check=False)
 
 
 def _chmod_quietly(path: str) -> None:

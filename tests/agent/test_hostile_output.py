@@ -170,3 +170,30 @@ def test_edit_shadowing_a_standard_module_is_rejected(scaffold_task: Path, tmp_p
     assert not any("json.py" in files for status, _, files in programs if status != "rejected")
     scores = _rows(run_dir, "select score from evaluations")
     assert scores and all(score < 1 for (score,) in scores)
+
+
+# Every changed candidate leaves a folder chain deeper than Python's recursion limit.
+DEEP_TREE = """
+import json, os, shlex, subprocess, sys
+run = shlex.split(os.environ.get("CAMBRIAN_RUN", ""))
+code = (
+    "import os, solve\\n"
+    "if (solve.WIDTH, solve.HEIGHT) != (0.5, 0.5):\\n"
+    "    for _ in range(1500):\\n"
+    "        os.mkdir('a'); os.chdir('a')\\n"
+    "print(solve.area())\\n"
+)
+out = subprocess.run([*run, sys.executable, "-c", code], capture_output=True, text=True)
+print(json.dumps({"score": float(out.stdout.split()[-1])}))
+"""
+
+
+def test_a_folder_tree_too_deep_fails_its_candidate(scaffold_task: Path, tmp_path: Path):
+    (scaffold_task / "evaluate.py").write_text(DEEP_TREE)
+    run_dir = tmp_path / "run"
+    with ScriptedLLMServer(mutate_numbers(seed=3)) as server:
+        _run_and_resume(scaffold_task, run_dir, server.url, "evaluator.result=stdout")
+    children = _children(run_dir)
+    assert len(children) == 3 and all(status == "error" for status, _ in children), children
+    assert all("too deep" in reason for _, reason in children), children
+    assert not list((run_dir / "work").rglob("a"))  # removed, however deep
