@@ -52,7 +52,8 @@ from cambrian.sandbox._tier import (
     runner_env,
 )
 from cambrian.sandbox._workdir import grant_tree, remove_tree
-from cambrian.sandbox._workers import WorkerPool, start_worker
+from cambrian.sandbox._worker_start import start_worker
+from cambrian.sandbox._workers import WorkerPool
 from cambrian.types import Limits, RunResult
 
 ISOLATIONS = ("auto", "bwrap", "rlimits")
@@ -212,9 +213,8 @@ class ProcessSandbox:
     ) -> RunResult:
         """Evaluate the checkout in ``workdir`` with ``target`` (``FILE:FUNCTION``), warm.
 
-        The function runs in a worker process of the outer tier, loaded once and reused
-        for up to ``uses`` candidates (see ``_workers``); the other arguments are those
-        of ``run``. The result object comes back as stdout's last line.
+        A worker of the outer tier, loaded once, serves up to ``uses`` candidates (see
+        ``_workers``); the result object comes back as stdout's last line.
         """
         tree = self._tree(workdir, limits, readonly, private)
         self.isolation  # noqa: B018 - probe (and refuse) before the first worker starts

@@ -18,10 +18,8 @@ import dataclasses
 import json
 import os
 import select
-import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,29 +27,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cambrian.errors import SandboxError
-from cambrian.sandbox._bwrap import bwrap_argv
 from cambrian.sandbox._capture import OutputTail
-from cambrian.sandbox._env import new_token, sandbox_env
-from cambrian.sandbox._limits import SHELL
 from cambrian.sandbox._reap import kill_group
 from cambrian.sandbox._tier import (
-    MOUNT_PATH,
-    RUNNER_DIR,
     Tree,
-    launcher_argv,
-    outer_line,
-    runner_env,
 )
 from cambrian.sandbox._warm import copy_back, fill_slot
 from cambrian.sandbox._workdir import copy_tree
 from cambrian.types import Limits, RunResult
 
-WORKER = "cambrian_worker.py"
 _MAX_ANSWER = 16 * 1024 * 1024  # bytes of one answer line (the result bound is far below)
 _OVERFLOW = "\0overflow"  # what _read_line returns for a longer one (no answer has a NUL)
 _CLOSE_WAIT_S = 2.0
 _MODULE_SUFFIXES = (".py", ".pyc", ".so")
-WORKER_CPU_S = 86400.0  # a worker's CPU-time rlimit; each evaluation has its own timeout
 
 
 @dataclasses.dataclass
@@ -117,6 +105,22 @@ class WorkerPool:
             a failed evaluator exits 1 with its traceback on stderr.
         """
         worker = self._take(target, limits, tree)
+        try:
+            result, keep = self._evaluate(worker, tree, limits, env)
+        except BaseException:
+            self._retire(worker)
+            raise
+        worker.uses += 1
+        if keep and worker.uses < uses and worker.proc.poll() is None:
+            self._give_back(worker)
+        else:
+            self._retire(worker)
+        return result
+
+    def _evaluate(
+        self, worker: Worker, tree: Tree, limits: Limits, env: Mapping[str, str] | None
+    ) -> tuple[RunResult, bool]:
+        """One evaluation in ``worker``: its result, and whether the worker may go on."""
         start = time.monotonic()
         # The evaluator folder is hidden from candidate code like a result folder.
         inner = dataclasses.replace(tree.moved(tree.root, worker.work), results=worker.evaluator)
@@ -131,13 +135,9 @@ class WorkerPool:
             result = self._ask(worker, request, limits, start)
         finally:
             lost = copy_back(worker.work, tree.root, os.stat(tree.root), sticky)
-        worker.uses += 1
-        healthy = result.returncode in (0, 1) and not result.timed_out and not lost
-        if healthy and _modules(worker.work) == before and worker.uses < uses:
-            self._give_back(worker)
-        else:
-            self._retire(worker)
-        return dataclasses.replace(result, lost=lost) if lost else result
+        keep = result.returncode in (0, 1) and not result.timed_out and not lost
+        keep = keep and _modules(worker.work) == before
+        return (dataclasses.replace(result, lost=lost) if lost else result), keep
 
     def _fill(self, tree: Tree, inner: Tree) -> list[str]:
         """Copy the checkout into the slot as ``run`` would own it; the sticky folders."""
@@ -151,11 +151,16 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 raise SandboxError("this sandbox is closed; create a new one")
-            for worker in self._idle:
-                if worker.target == target and worker.proc.poll() is None:
-                    self._idle.remove(worker)
-                    self._busy[id(worker)] = worker
-                    return worker
+            dead = [w for w in self._idle if w.proc.poll() is not None]
+            self._idle = [w for w in self._idle if w not in dead]
+            found = next((w for w in self._idle if w.target == target), None)
+            if found is not None:
+                self._idle.remove(found)
+                self._busy[id(found)] = found
+        for worker in dead:
+            _stop(worker)
+        if found is not None:
+            return found
         slot = tempfile.mkdtemp(prefix="cambrian-warm-")
         os.chmod(slot, 0o755)
         os.mkdir(os.path.join(slot, "w"))
@@ -344,47 +349,3 @@ def _stop(worker: Worker) -> None:
     for stream in (worker.proc.stdout, worker.proc.stderr):
         stream.close()
     shutil.rmtree(worker.slot, ignore_errors=True)
-
-
-def worker_command(runner_dir: str, target: str, evaluator_dir: str) -> str:
-    """The shell line that starts a worker for ``target`` (``FILE:FUNCTION``)."""
-    path, _, function = target.rpartition(":")
-    script, file = f"{runner_dir}/{WORKER}", os.path.join(evaluator_dir, path)
-    return "exec " + shlex.join([sys.executable, "-u", script, file, function])
-
-
-def start_worker(
-    slot: str, target: str, limits: Limits, around: tuple[str, ...], *, bwrap: str | None
-) -> subprocess.Popen:
-    """Start a process-backend worker in ``slot``: the evaluator tier, as ``run`` builds it.
-
-    ``bwrap`` is bubblewrap's path, or None for the launcher's ``--outer`` namespaces;
-    ``around`` as for ``bwrap_argv``.
-    """
-    # A worker lives for many evaluations: its CPU-time rlimit is not one evaluation's.
-    lifetime = dataclasses.replace(limits, timeout_s=WORKER_CPU_S)
-    token = new_token()
-    runner = MOUNT_PATH if bwrap else str(RUNNER_DIR)
-    tmpdir = "/tmp" if bwrap else tempfile.mkdtemp(prefix="cambrian-warm-tmp-", dir=slot)
-    env = sandbox_env(home=os.path.join(slot, "w"), tmpdir=tmpdir, token=token)
-    env.update(runner_env(sys.executable, runner, ""))
-    line = outer_line(worker_command(runner, target, os.path.join(slot, "e")), lifetime)
-    if bwrap:
-        argv = bwrap_argv(
-            bwrap, workdir=slot, readonly=(), env=env, network=limits.network,
-            argv=[SHELL, "-c", line], around=around,
-        )  # fmt: skip
-    else:
-        argv = launcher_argv(sys.executable, [SHELL, "-c", line])
-    try:
-        return subprocess.Popen(
-            argv,
-            cwd=slot,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise SandboxError(f"cannot start a warm evaluator worker: {exc}") from exc
