@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 
+from cambrian.agent._parse import parse
+
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
@@ -21,7 +23,7 @@ def same_behaviour(old: str, new: str, *, unused: bool = True) -> bool:
     as a real change.
     """
     try:
-        old_tree, new_tree = ast.parse(old), ast.parse(new)
+        old_tree, new_tree = parse(old), parse(new)
     except (SyntaxError, ValueError):
         return False
     if unused:

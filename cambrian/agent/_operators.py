@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cambrian.agent._edit_parts import END, START
+from cambrian.agent._parse import parse
 from cambrian.config import OperatorConfig
 from cambrian.llm import ModelStats
 from cambrian.llm import choose as choose_policy
@@ -107,7 +108,7 @@ def simple_lines(files: Mapping[str, str]) -> list[tuple[str, str]]:
 def _head(line: str) -> str:
     """The left side of a one-line assignment or return, with its operator ("" if none)."""
     try:
-        tree = ast.parse(line)
+        tree = parse(line)
     except (SyntaxError, ValueError):
         return ""
     if len(tree.body) != 1:

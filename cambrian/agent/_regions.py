@@ -13,6 +13,7 @@ import io
 import textwrap
 
 from cambrian.agent._edit_parts import END, START
+from cambrian.agent._parse import parse
 
 _NAMED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -82,7 +83,7 @@ def splice(text: str, region: str) -> str:
 def syntax_error(code: str) -> str:
     """Why ``code`` does not parse, as "does not parse (...)" ("" when it parses)."""
     try:
-        ast.parse(code)
+        parse(code)
     except SyntaxError as exc:
         return f"does not parse (line {exc.lineno}: {exc.msg})"
     except ValueError as exc:  # null bytes
@@ -98,7 +99,7 @@ def loose_statements(code: str, region: str) -> str:
     such statements itself is replaced whole instead, so it is not refused.
     """
     try:
-        new, old = ast.parse(code), ast.parse(region)
+        new, old = parse(code), parse(region)
     except (SyntaxError, ValueError):
         return ""
     if any(not _names(node) and not is_text(node) for node in old.body):
@@ -121,7 +122,7 @@ def into_only_function(region: str, body: str) -> str | None:
     place the body can go.
     """
     try:
-        tree = ast.parse(region)
+        tree = parse(region)
     except (SyntaxError, ValueError):
         return None
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
@@ -144,7 +145,7 @@ def is_text(node: ast.stmt) -> bool:
 def defined_names(code: str) -> set[str] | None:
     """Top-level functions, classes and assigned names of ``code`` (None: no parse)."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, ValueError):
         return None
     return {name for node in tree.body for name in _names(node)}
@@ -162,7 +163,7 @@ def merge_definitions(old: str, new: str) -> str | None:
         defines nothing.
     """
     try:
-        old_tree, new_tree = ast.parse(old), ast.parse(new)
+        old_tree, new_tree = parse(old), parse(new)
     except (SyntaxError, ValueError):
         return None
     new_lines = source_lines(new)

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from difflib import SequenceMatcher
 
+from cambrian.agent._parse import parse
 from cambrian.agent._regions import is_text, source_lines, syntax_error
 
 Key = tuple[str, str]
@@ -72,7 +73,7 @@ def into_statements(region: str, code: str) -> str | None:
         The new region, or None when ``code`` is not such a set of statements.
     """
     try:
-        tree, old = ast.parse(code), ast.parse(region)
+        tree, old = parse(code), parse(region)
     except (SyntaxError, ValueError):
         return None
     reply = [node for node in tree.body if not is_text(node)]

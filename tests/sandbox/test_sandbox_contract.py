@@ -170,7 +170,12 @@ def test_host_secrets_never_reach_the_candidate(backend, sandbox, tmp_path, monk
     assert env["HOME"] == str(tmp_path.resolve()) or not backend.same_path
     assert env["PATH"].startswith(_interpreter_bin(backend) + ":")
     assert env["EXTRA"] == "yes"
-    assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["LC_ALL"] == "C.UTF-8"
+    assert env["LC_ALL"] == "C.UTF-8"
+    # Bytecode is never read from or written to the work dir: none at all, or a cache of
+    # the evaluator's own outside it.
+    cache = env["PYTHONPYCACHEPREFIX"]
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1" or "cambrian-pycache-" in cache
+    assert not cache.startswith(str(tmp_path))
     assert len(env["CAMBRIAN_SANDBOX_TOKEN"]) >= 16
 
 
