@@ -4,6 +4,7 @@ Every default lives in the schema and nowhere else; unknown keys are errors. Eac
 constructor is handed only its own section.
 """
 
+from cambrian.config._evaluator import EvaluatorConfig, StageConfig
 from cambrian.config._load import (
     CONFIG_FILE,
     apply_override,
@@ -16,7 +17,6 @@ from cambrian.config._load import (
 from cambrian.config._sections import (
     ArchiveConfig,
     CambrianConfig,
-    EvaluatorConfig,
     FeatureBins,
     LLMConfig,
     MetaConfig,
@@ -28,7 +28,6 @@ from cambrian.config._sections import (
     RunConfig,
     SandboxConfig,
     SelectionConfig,
-    StageConfig,
     TaskConfig,
 )
 
