@@ -122,8 +122,8 @@ class WorkerPool:
     ) -> tuple[RunResult, bool]:
         """One evaluation in ``worker``: its result, and whether the worker may go on."""
         start = time.monotonic()
-        # The evaluator folder is hidden from candidate code like a result folder.
-        inner = dataclasses.replace(tree.moved(tree.root, worker.work), results=worker.evaluator)
+        moved = tree.moved(tree.root, worker.work)  # the evaluator folder: evaluator-only
+        inner = dataclasses.replace(moved, hidden=(*moved.hidden, worker.evaluator))
         worker.tail, worker.mark = OutputTail(self._output_bytes), os.urandom(8).hex().encode()
         worker.marked.clear()
         sticky = self._fill(tree, inner)
