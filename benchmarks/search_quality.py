@@ -14,7 +14,7 @@ no_repair, adaptive (ucb operators) and compact (compact templates).
 
     python benchmarks/search_quality.py [--model local:qwen2.5-coder-0.5b]
         [--tasks circle_packing,bin_packing] [--calls 40] [--seeds 0,1,2]
-        [--arms cambrian,random,greedy] [--out results.jsonl]
+        [--arms cambrian,random,greedy] [--out results.jsonl [--resume]]
     python benchmarks/search_quality.py --model scripted --calls 4 --seeds 0   # smoke run
 """
 
@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,8 @@ def one_run(task: str, arm: str, seed: int, model: Endpoint, args: argparse.Name
             curve["rejections"] = rejections(ctx.run_dir / "archive.db", ctx.run_id)
         finally:
             ctx.close()
-    record = {"task": task, "arm": arm, "seed": seed, "model": args.model, "overrides": overrides}
+    record = {"task": task, "arm": arm, "seed": seed, "model": args.model, "budget": args.calls}
+    record["overrides"] = overrides
     record |= {"stop_reason": stop, "error": evolution.error, "wall_s": wall}
     return record | figures(stats, operators, curve, maximize, args.calls, wall)
 
@@ -317,6 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arms", default="cambrian,random,greedy", help=", ".join(ARMS))
     parser.add_argument("--sandbox", default="process")
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per run")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in --out; run the rest"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="proposals and evaluations")
     args = parser.parse_args(argv)
     args.tasks = [t for t in args.tasks.split(",") if t]
@@ -332,25 +336,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    records = []
-    with shared_model(args) as shared:
-        for task in args.tasks:
-            for arm in args.arms:
-                for seed in args.seeds:
-                    with endpoint(shared, seed) as model:
-                        record = one_run(task, arm, seed, model, args)
-                    records.append(record)
-                    if args.out is not None:
-                        with args.out.open("a") as out:
-                            out.write(json.dumps(record) + "\n")
-                    print(
-                        f"{task} {arm} seed {seed}: best {fmt(record['best'])} "
-                        f"({fmt(record['improvement'], '+.4f')}), {record['calls']} calls, "
-                        f"{record['wall_s']:.0f} s, stop {record['stop_reason']}",
-                        flush=True,
-                    )
+    records = kept_records(args)
+    done = {(r["task"], r["arm"], r["seed"]) for r in records}
+    todo = [
+        (task, arm, seed)
+        for task in args.tasks
+        for seed in args.seeds  # seed-major: a benchmark cut short still compares the arms
+        for arm in args.arms
+        if (task, arm, seed) not in done
+    ]
+    if records:
+        print(f"{len(records)} runs kept from {args.out}, {len(todo)} to run", flush=True)
+    with shared_model(args) if todo else nullcontext() as shared:
+        for task, arm, seed in todo:
+            with endpoint(shared, seed) as model:
+                record = one_run(task, arm, seed, model, args)
+            records.append(record)
+            if args.out is not None:
+                with args.out.open("a") as out:
+                    out.write(json.dumps(record) + "\n")
+            print(
+                f"{task} {arm} seed {seed}: best {fmt(record['best'])} "
+                f"({fmt(record['improvement'], '+.4f')}), {record['calls']} calls, "
+                f"{record['wall_s']:.0f} s, stop {record['stop_reason']}",
+                flush=True,
+            )
     report(records, args.calls)
     return 0
+
+
+def kept_records(args: argparse.Namespace) -> list[dict]:
+    """With ``--resume``: the runs of ``--out`` made with this model and call budget."""
+    if not args.resume or args.out is None or not args.out.is_file():
+        return []
+    lines = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    return [
+        r
+        for r in lines
+        if r["model"] == args.model
+        and r.get("budget") == args.calls
+        and r["task"] in args.tasks
+        and r["arm"] in args.arms
+        and r["seed"] in args.seeds
+    ]
 
 
 if __name__ == "__main__":

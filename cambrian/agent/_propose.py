@@ -134,6 +134,8 @@ class Proposer:
         view = {**variables, "operator": operator, "idea": idea}
         if operator != "crossover":
             view["second"] = None
+        if operator == "line":  # one statement of this program: other programs' files do
+            view["inspirations"] = []  # not help pick it and would cost a cached prefix
         start = render_answer_start(templates, view) + head if self._prefill else ""
         messages = render_messages(templates, view)
         proposal = Proposal(EditResult(), operator=operator, templates=templates.name)

@@ -195,13 +195,17 @@ def test_the_line_operator_starts_the_answer_with_a_statement_s_left_side(
     scaffold_task: Path, tmp_path: Path
 ) -> None:
     heads: list[str] = []
+    prompts: list[str] = []
 
     def responder(messages: list[dict]) -> str:  # continues the prefilled statement
         start = messages[-1]["content"]
         head = start.splitlines()[-1]
         heads.append(head)
-        assert "Write only the new version of that one line" in messages[1]["content"]
-        return {"WIDTH = ": "0.75\n```", "HEIGHT = ": "0.625\n```"}.get(head, "2 * WIDTH\n```")
+        prompts.append(messages[1]["content"])
+        value = 0.5 + len(heads) / 8  # a new value each time: no duplicates
+        return {"WIDTH = ": f"{value}\n```", "HEIGHT = ": f"{value}\n```"}.get(
+            head, "2 * WIDTH\n```"
+        )
 
     run_dir = tmp_path / "run"
     with ScriptedLLMServer(responder) as server:
@@ -209,15 +213,18 @@ def test_the_line_operator_starts_the_answer_with_a_statement_s_left_side(
             scaffold_task,
             run_dir,
             server.url,
-            "run.iterations=3",
+            "run.iterations=5",
             "run.proposal_concurrency=1",
             "llm.prefill=true",
             "operators.line=1",
+            "prompt.inspirations=2",
             *REGION_ONLY,
             "operators.region=0",
             "prompt.repair_turns=0",
         )
     assert reason == "iterations" and set(heads) <= {"WIDTH = ", "HEIGHT = ", "return "}
+    assert all("Write only the new version of that one line" in p for p in prompts)
+    assert not any("for inspiration" in p for p in prompts)  # one line: no other programs
     children = _rows(run_dir, "select operator from programs where parent_id is not null")
     assert children and {operator for (operator,) in children} == {"line"}
     assert stats["best_score"] > 0.25  # the initial area is 0.25; each line tried raises it

@@ -33,7 +33,7 @@ RUN_KEYS = {
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(660)
 def test_search_quality_smoke(tmp_path):
     out = tmp_path / "r.jsonl"
     command = [
@@ -52,3 +52,13 @@ def test_search_quality_smoke(tmp_path):
         assert record["initial"] is not None and record["best"] >= record["initial"]
         assert len(record["best_by_call"]) == record["calls"] + 1
     assert "cambrian vs greedy:" in run.stdout
+    # --resume keeps both runs and adds the one missing arm only.
+    command[command.index("cambrian,greedy")] = "cambrian,greedy,random"
+    again = subprocess.run(
+        [*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 runs kept" in again.stdout and "1 to run" in again.stdout
+    arms = [json.loads(line)["arm"] for line in out.read_text().splitlines()]
+    assert arms == ["cambrian", "greedy", "random"]
+    assert "cambrian vs random:" in again.stdout and "cambrian vs greedy:" in again.stdout

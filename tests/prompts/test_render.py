@@ -1,3 +1,4 @@
+import os
 import re
 
 import jinja2
@@ -137,6 +138,9 @@ def test_missing_variable_raises(template, missing):
     assert used
     if template == "system.j2" and missing in {
         "description",
+        "files",
+        "single_file",
+        "operator",
         "parent",
         "inspirations",
         "rejections",
@@ -228,22 +232,20 @@ def test_empty_description_and_no_extras_render_compactly():
     assert "\n\n\n" not in text
 
 
-def test_system_prompt_explains_format():
-    text = render("system.j2", **_context(operator="diff"))
+def test_prompt_explains_format():
+    text = render("user.j2", **_context(operator="diff"))
     assert "<<<<<<< SEARCH" in text and "=======" in text and ">>>>>>> REPLACE" in text
     assert "solve.py\n<<<<<<< SEARCH" in text  # the path line comes first
     assert "exactly" in text
     assert "one sentence" in text
     assert "whole new file" not in text  # several files: no full rewrite offered
-    assert "EVOLVE-BLOCK" not in text
+    assert "EVOLVE-BLOCK" not in text + render("system.j2", **_context(operator="diff"))
 
 
-def test_system_prompt_single_file_and_evolve_blocks():
+def test_prompt_single_file_and_evolve_blocks():
     ctx = _context(single_file=True, evolve_blocks=True)
-    text = render("system.j2", **ctx)
-    assert "the complete new code between the EVOLVE-BLOCK markers" in text
-    assert "EVOLVE-BLOCK-START and EVOLVE-BLOCK-END" in text
-    assert "EVOLVE-BLOCK-START" in render("user.j2", **ctx)
+    assert "EVOLVE-BLOCK-START and EVOLVE-BLOCK-END" in render("system.j2", **ctx)
+    assert "the complete new code between the EVOLVE-BLOCK markers" in render("user.j2", **ctx)
 
 
 def test_prompts_are_compact():
@@ -286,3 +288,19 @@ def test_crossover_shows_the_second_program_and_notes_show_up(name):
     text = "\n".join(m["content"] for m in render_messages(TEMPLATE_DIR / name, ctx))
     assert "SECOND = 2" in text and "Try a heap." in text
     assert "INSPIRED = 1" not in text  # the partner replaces the inspirations
+
+
+def test_operators_share_the_prompt_prefix_through_the_program():
+    """A prefix-caching model server reuses the system message, task and program.
+
+    Every operator gets the same system message, and the user messages of one parent
+    agree up to the end of its last file: the operator's answer format comes after.
+    """
+    operators = ("diff", "region", "rewrite", "line")
+    rendered = [render_messages(TEMPLATE_DIR / "default", _context(operator=o)) for o in operators]
+    assert len({system["content"] for system, _ in rendered}) == 1
+    users = [user["content"] for _, user in rendered]
+    shared = os.path.commonprefix(users)
+    assert HELPER.strip() in shared and SOLVE.strip() in shared
+    assert all("Answer format" not in user[: len(shared)] for user in users)
+    assert len(set(users)) == len(operators)
