@@ -20,8 +20,8 @@ from pathlib import Path
 from cambrian.agent._novelty import MinHashNovelty
 from cambrian.config import LLMConfig, ModelEntry, NoveltyConfig
 from cambrian.llm import (
+    ChatClient,
     EnsembleLLM,
-    LiteLLMClient,
     ModelStats,
     ScriptedLLMServer,
     choose,
@@ -72,12 +72,12 @@ async def _timed_calls(llm: object, calls: int) -> float:
 
 
 def bench_ensemble_overhead(calls: int) -> float:
-    """Median ms an EnsembleLLM call costs over a LiteLLMClient call to the same server."""
+    """Median ms an EnsembleLLM call costs over a ChatClient call to the same server."""
     with ScriptedLLMServer(replay(["ok " * 50])) as server:
         single = LLMConfig(model="openai/scripted", api_base=server.url)
         models = tuple(ModelEntry(name=f"openai/m{i}", api_base=server.url) for i in range(4))
         fleet = LLMConfig(models=models)
-        plain = LiteLLMClient(single)
+        plain = ChatClient(single)
         ensemble = EnsembleLLM(fleet, seed=0)
         asyncio.run(_timed_calls(plain, 5))  # warm up litellm
         asyncio.run(_timed_calls(ensemble, 5))

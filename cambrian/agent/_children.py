@@ -11,7 +11,7 @@ from cambrian.agent._context import editable_contents
 from cambrian.agent._edit_parts import NO_EFFECT, EditResult
 from cambrian.agent._novelty import novelty_check
 from cambrian.agent._propose import Proposal
-from cambrian.archive import new_program_id
+from cambrian.archive import CallRecord, new_program_id
 from cambrian.types import Program, ProgramStatus
 
 if TYPE_CHECKING:
@@ -66,23 +66,23 @@ class ChildStore:
         child = proposal.child(new_program_id(), parent, island, staged.get("edit"))
         if child.status is not ProgramStatus.REJECTED:
             ctx.lineage.set_ref(child.id, child.commit)
-        ctx.archive.new_program(child)
-        if ctx.config.prompt.reply_chars:
-            ctx.archive.keep_reply(child.id, proposal.replies[: ctx.config.prompt.reply_chars])
-        for turn, completion in enumerate(proposal.calls):
-            ctx.archive.record_llm_call(
-                child.id,
+        calls = [
+            CallRecord(
                 completion.model,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                cost_usd=completion.cost_usd,
-                latency_s=completion.latency_s,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                completion.cost_usd,
+                completion.latency_s,
                 purpose="repair" if turn else "propose",
             )
+            for turn, completion in enumerate(proposal.calls)
+        ]
         if proposal.failure:
-            ctx.archive.record_llm_call(
-                child.id, child.model or "", ok=False, error=proposal.failure, purpose="repair"
+            calls.append(
+                CallRecord(child.model or "", ok=False, error=proposal.failure, purpose="repair")
             )
+        reply = proposal.replies[: ctx.config.prompt.reply_chars]
+        ctx.archive.new_program(child, reply=reply, calls=calls)
         return child
 
 

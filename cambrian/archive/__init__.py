@@ -1,6 +1,7 @@
 """The archive room: SQL store of programs, MAP-Elites cells, parent selection, git lineage."""
 
 from cambrian.archive._cells import bin_index, cell_key, is_better
+from cambrian.archive._ledger import CallRecord
 from cambrian.archive._lineage import GitLineage
 from cambrian.archive._selection import (
     SELECTION_POLICIES,
@@ -14,6 +15,7 @@ from cambrian.archive._views import ArchiveViews
 __all__ = [
     "SELECTION_POLICIES",
     "ArchiveViews",
+    "CallRecord",
     "GitLineage",
     "SqlArchive",
     "bin_index",

@@ -6,7 +6,9 @@ Subclasses provide ``_read()``, ``_write()`` and the run's attributes, as for re
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select
@@ -22,6 +24,36 @@ META_NOTES = MetaNoteRow.__table__
 #: What an LLM call was for: a proposal, a repair turn after a rejected reply, meta advice.
 PURPOSES = ("propose", "repair", "meta")
 _FINISHED = (ProgramStatus.EVALUATED, ProgramStatus.FAILED, ProgramStatus.REJECTED)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call as the ledger stores it (see ``ArchiveLedger.record_llm_call``)."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    ok: bool = True
+    error: str = ""
+    purpose: str = "propose"
+
+    def __post_init__(self) -> None:
+        if self.purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {self.purpose!r}")
+
+
+def insert_calls(
+    conn: Connection, run_id: str, program_id: str | None, calls: Sequence[CallRecord], now: float
+) -> None:
+    """Insert ``calls`` of ``program_id`` (None: no program came of them), in one statement."""
+    if calls:
+        rows = [
+            {"run_id": run_id, "program_id": program_id, "created_at": now, **asdict(call)}
+            for call in calls
+        ]
+        conn.execute(insert(LLM_CALLS), rows)
 
 
 class ArchiveLedger:
@@ -56,30 +88,13 @@ class ArchiveLedger:
         Raises:
             ValueError: If ``purpose`` is not one of ``PURPOSES``.
         """
-        if purpose not in PURPOSES:
-            raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+        call = CallRecord(
+            model, prompt_tokens, completion_tokens, cost_usd, latency_s, ok, error, purpose
+        )
         now = time.time()
-        values = {
-            "run_id": self._run_id,
-            "program_id": program_id,
-            "model": model,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost_usd": cost_usd,
-            "latency_s": latency_s,
-            "ok": ok,
-            "error": error,
-            "created_at": now,
-            "purpose": purpose,
-        }
         with self._write() as conn:
-            conn.execute(insert(LLM_CALLS).values(values))
+            insert_calls(conn, self._run_id, program_id, [call], now)
             q.touch(conn, self._run_id, now)
-
-    def keep_reply(self, program_id: str, text: str) -> None:
-        """Store the reply a program came from (the caller caps its size)."""
-        with self._write() as conn:
-            conn.execute(insert(REPLIES).values(program_id=program_id, text=text))
 
     def reply(self, program_id: str) -> str:
         """Return the kept reply of a program ("" when none was kept)."""

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -20,7 +20,7 @@ from cambrian.archive import _ownership as own
 from cambrian.archive import _placement as pl
 from cambrian.archive import _queries as q
 from cambrian.archive._cells import cell_key, cvt_centroids, cvt_key
-from cambrian.archive._ledger import ArchiveLedger
+from cambrian.archive._ledger import REPLIES, ArchiveLedger, CallRecord, insert_calls
 from cambrian.archive._migrate import READONLY, make_engine, upgrade
 from cambrian.archive._queries import EVALUATIONS, PROGRAMS, RUNS
 from cambrian.archive._reads import ArchiveReads
@@ -143,8 +143,13 @@ class SqlArchive(ArchiveReads, ArchiveLedger):
             raise ArchiveError(f"run {self._run_id!r} is not in the archive; start it first")
         return json.loads(meta)
 
-    def new_program(self, program: Program) -> None:
+    def new_program(
+        self, program: Program, *, reply: str = "", calls: Sequence[CallRecord] = ()
+    ) -> None:
         """Insert a new program (PROPOSED or REJECTED), giving it the run's next ``seq``.
+
+        One transaction stores it with the reply it came from (kept when not empty) and
+        the LLM calls it took.
 
         Raises:
             ValueError: If the status is another one, the id exists or the run is missing.
@@ -158,6 +163,9 @@ class SqlArchive(ArchiveReads, ArchiveLedger):
             with self._write() as conn:
                 pl.lock_run(conn, self._run_id)
                 q.insert_program(conn, self._run_id, program, now, owner=self._worker)
+                if reply:
+                    conn.execute(insert(REPLIES).values(program_id=program.id, text=reply))
+                insert_calls(conn, self._run_id, program.id, calls, now)
                 q.touch(conn, self._run_id, now)
         except IntegrityError as exc:
             raise ValueError(f"program: cannot insert {program.id}: {exc.orig}") from None

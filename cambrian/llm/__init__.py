@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     )
     from cambrian.llm._breaker import CircuitBreaker
     from cambrian.llm._client import (
-        LiteLLMClient,
+        ChatClient,
         default_model_from_env,
         get_llm,
         sample_temperature,
@@ -81,7 +81,7 @@ __all__ = [
     "ModelServer",
     "engine_command",
     "Fault",
-    "LiteLLMClient",
+    "ChatClient",
     "OfflineModelServer",
     "ScriptedLLMServer",
     "default_model_from_env",
@@ -109,7 +109,7 @@ _MODULES = {
     "embed_texts": "_embeddings",
     "EnsembleLLM": "_ensemble",
     "entry_config": "_ensemble",
-    "LiteLLMClient": "_client",
+    "ChatClient": "_client",
     "default_model_from_env": "_client",
     "get_llm": "_client",
     "LOCAL_MODELS": "_local_models",

@@ -1,8 +1,9 @@
-"""The litellm-backed chat client: hard deadline, retries with backoff, token and cost accounting.
+"""The chat client: hard deadline, retries with backoff, token and cost accounting.
 
-litellm is imported on the first call, not on import: it takes seconds to load, and its
-cost map must come from the installed package (``LITELLM_LOCAL_MODEL_COST_MAP``) so that
-nothing is fetched from the network.
+Requests go through the openai client to OpenAI-compatible endpoints and through litellm
+to every other provider (``cambrian.llm._transport``). Neither is imported before the
+first call: litellm takes seconds to load. Prices come from litellm's offline cost map,
+so nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
 from cambrian.config import LLMConfig
 from cambrian.errors import LLMError
 from cambrian.llm._cost import Prices, resolve_prices
+from cambrian.llm._transport import BadResponse, Reply, get_transport
 from cambrian.types import LLM, Completion
 
 #: Most tokens one call is counted for: a reply's usage numbers are the server's claim.
@@ -72,7 +73,7 @@ def get_llm(config: LLMConfig, *, seed: int | None = None) -> LLM:
         seed: Seed of the ensemble's selection policy (used when ``models`` is set).
 
     Returns:
-        An ``EnsembleLLM`` when ``config.models`` is set, else a ``LiteLLMClient``.
+        An ``EnsembleLLM`` when ``config.models`` is set, else a ``ChatClient``.
 
     Raises:
         ValueError: If ``config.model`` is None and ``config.models`` is empty.
@@ -81,11 +82,11 @@ def get_llm(config: LLMConfig, *, seed: int | None = None) -> LLM:
         from cambrian.llm._ensemble import EnsembleLLM  # it imports this module
 
         return EnsembleLLM(config, seed=seed)
-    return LiteLLMClient(config)
+    return ChatClient(config)
 
 
-class LiteLLMClient:
-    """A chat model reached through litellm (any provider or OpenAI-compatible server).
+class ChatClient:
+    """A chat model: an OpenAI-compatible server (openai client) or any litellm provider.
 
     Every attempt runs under a hard deadline of ``config.timeout_s``. Rate limits (429),
     server errors (5xx) and connection errors are retried up to ``config.retries`` times
@@ -115,7 +116,7 @@ class LiteLLMClient:
         self._backoff_s = backoff_s
         self._rng = random.Random()
         self._local = local
-        self._litellm: ModuleType | None = None
+        self._transport = get_transport(config.model, config.api_base)
         self.error_counts: Counter[str] = Counter()  # failed attempts by class
 
     async def complete(
@@ -133,18 +134,18 @@ class LiteLLMClient:
         Raises:
             LLMError: On a non-retryable error, or when retries are exhausted.
         """
-        litellm = await self._load()
-        import openai  # loaded by litellm already; the base of every error it raises
+        await self._transport.load()
+        import openai  # loaded by the transport; the base of every error either raises
 
         kwargs = self._request(messages)
         start = time.perf_counter()
         timeouts = 0
         for attempt in range(self._config.retries + 1):
             try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(**kwargs), timeout=self._config.timeout_s
+                reply = await asyncio.wait_for(
+                    self._transport.send(kwargs), timeout=self._config.timeout_s
                 )
-            except (openai.OpenAIError, TimeoutError) as exc:
+            except (openai.OpenAIError, TimeoutError, BadResponse) as exc:
                 status = _status(exc)
                 kind = error_class(exc, status)
                 self.error_counts[kind] += 1
@@ -155,7 +156,7 @@ class LiteLLMClient:
                     raise LLMError(self._exhausted_message(exc, status, attempt + 1)) from exc
                 await asyncio.sleep(self._delay(attempt, exc))
                 continue
-            return self._completion(litellm, response, time.perf_counter() - start)
+            return self._completion(reply, time.perf_counter() - start)
         raise AssertionError("unreachable")
 
     def errors_by_model(self) -> dict[str, dict[str, int]]:
@@ -164,28 +165,22 @@ class LiteLLMClient:
 
     async def prices(self) -> Prices:
         """The model's per-token prices (overrides, else 0 when local, else litellm's map)."""
-        litellm = await self._load()
-        return self._prices(litellm)
+        await self._transport.load()
+        return self._prices()
 
-    def _prices(self, litellm: ModuleType) -> Prices:
-        """Prices from the loaded litellm's cost map and the config's overrides."""
+    def _prices(self) -> Prices:
+        """Prices from the loaded cost map and the config's overrides."""
         config = self._config
         return resolve_prices(
-            litellm.model_cost,
+            self._transport.cost_map(),
             self.name,
             price_in=config.price_in,
             price_out=config.price_out,
             local=self._local,
         )
 
-    async def _load(self) -> ModuleType:
-        """Import litellm once, in a thread so the event loop keeps running."""
-        if self._litellm is None:
-            self._litellm = await asyncio.to_thread(_import_litellm)
-        return self._litellm
-
     def _request(self, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-        """Keyword arguments for ``litellm.acompletion``."""
+        """The request of one call, as the transport takes it."""
         config = self._config
         kwargs: dict[str, Any] = {
             "model": self.name,
@@ -193,9 +188,6 @@ class LiteLLMClient:
             "temperature": sample_temperature(config.temperature, self._rng),
             "max_tokens": config.max_tokens,
             "timeout": config.timeout_s,
-            "num_retries": 0,
-            "max_retries": 0,
-            "drop_params": True,
         }
         if config.api_base:
             kwargs["api_base"] = config.api_base
@@ -254,19 +246,16 @@ class LiteLLMClient:
             f"{_one_line(exc)}; check that the endpoint is up, or raise llm.timeout_s/llm.retries"
         )
 
-    def _completion(self, litellm: ModuleType, response: Any, latency_s: float) -> Completion:
-        """Turn a litellm response into a ``Completion``."""
-        choices = response.choices or []
-        text = (choices[0].message.content if choices else None) or ""
-        usage = getattr(response, "usage", None)
-        prompt_tokens = _token_count(getattr(usage, "prompt_tokens", 0))
-        completion_tokens = _token_count(getattr(usage, "completion_tokens", 0))
+    def _completion(self, reply: Reply, latency_s: float) -> Completion:
+        """Turn a transport's reply into a ``Completion``."""
+        prompt_tokens = _token_count(reply.prompt_tokens)
+        completion_tokens = _token_count(reply.completion_tokens)
         return Completion(
-            text=text,
+            text=reply.text,
             model=self.name,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=self._prices(litellm).cost(prompt_tokens, completion_tokens),
+            cost_usd=self._prices().cost(prompt_tokens, completion_tokens),
             latency_s=latency_s,
         )
 
@@ -291,15 +280,6 @@ def sample_temperature(spec: float | Sequence[float], rng: random.Random) -> flo
     return float(low) if low == high else rng.uniform(low, high)
 
 
-def _import_litellm() -> ModuleType:
-    """Import litellm with the local cost map and without its debug banners."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    return litellm
-
-
 def _status(exc: BaseException) -> int | None:
     """The HTTP status an error carries, if any."""
     status = getattr(exc, "status_code", None)
@@ -308,13 +288,13 @@ def _status(exc: BaseException) -> int | None:
 
 def error_class(exc: BaseException, status: int | None) -> str:
     """One word for a failed attempt: timeout, connection, rate_limit, server, auth, ..."""
-    import openai  # already loaded by litellm
+    import openai  # already loaded by the transport
 
     if isinstance(exc, TimeoutError | openai.APITimeoutError) or "Timeout" in type(exc).__name__:
         return "timeout"
     if _connection_error(exc):
         return "connection"
-    if _unparsable(exc):  # litellm reports a 200 with a broken body as a 500
+    if isinstance(exc, BadResponse) or _unparsable(exc):  # litellm says 500 for a broken 200
         return "bad_response"
     classes = {429: "rate_limit", 401: "auth", 403: "auth", 404: "not_found", 400: "bad_request"}
     if status in classes:
@@ -343,22 +323,25 @@ def _unparsable(exc: BaseException) -> bool:
 
 def _connection_error(exc: BaseException) -> bool:
     """Whether the endpoint could not be reached at all (litellm reports these as 500)."""
-    import openai  # already loaded by litellm
+    import openai  # already loaded by the transport
 
     cause = exc.__cause__ or exc.__context__
     return (
         isinstance(exc, openai.APIConnectionError)
         or "Connection error" in str(exc)
+        or "Server disconnected" in str(exc)  # litellm's hosted_vllm says 500 for a drop
         or (cause is not None and isinstance(cause, openai.APIConnectionError | ConnectionError))
     )
 
 
 def _retryable(exc: BaseException, status: int | None) -> bool:
-    """Whether retrying may help: 429/5xx, connection errors and timeouts."""
-    import openai  # already loaded by litellm
+    """Whether retrying may help: 429/5xx, broken bodies, connection errors and timeouts."""
+    import openai  # already loaded by the transport
 
     # APIConnectionError covers litellm's Timeout and openai's APITimeoutError.
-    if isinstance(exc, TimeoutError | openai.APIConnectionError):
+    if isinstance(exc, TimeoutError | openai.APIConnectionError | BadResponse):
+        return True
+    if _unparsable(exc):  # a broken body, whatever status litellm's provider gave it
         return True
     return status is not None and (status in _RETRYABLE_STATUS or status >= 500)
 

@@ -7,7 +7,8 @@ import os
 from collections.abc import Sequence
 
 from cambrian.errors import LLMError
-from cambrian.llm._client import _import_litellm, _one_line
+from cambrian.llm._client import _one_line
+from cambrian.llm._transport import import_litellm
 
 
 async def embed_texts(
@@ -37,7 +38,7 @@ async def embed_texts(
     """
     if not texts:
         return []
-    litellm = await asyncio.to_thread(_import_litellm)
+    litellm = await asyncio.to_thread(import_litellm)
     import openai  # loaded by litellm already; the base of every error it raises
 
     kwargs: dict[str, object] = {"model": model, "input": list(texts), "timeout": timeout_s}

@@ -13,7 +13,7 @@ from cambrian.config import LLMConfig, ModelEntry
 from cambrian.errors import LLMError
 from cambrian.llm._bandit import ModelStats, choose
 from cambrian.llm._breaker import CircuitBreaker
-from cambrian.llm._client import LiteLLMClient
+from cambrian.llm._client import ChatClient
 from cambrian.llm._cost import estimate_cost, is_local
 from cambrian.types import Completion
 
@@ -62,7 +62,7 @@ class EnsembleLLM:
     ``llm.selection`` is the policy: ``weights`` draws models in proportion to their
     ``weight``; ``ucb`` (UCB1 over the children's improvements, with an optional cost
     penalty) and ``thompson`` (Beta posteriors over improved/not improved) learn from
-    ``reward()``. Each model is reached through its own ``LiteLLMClient``, so deadlines,
+    ``reward()``. Each model is reached through its own ``ChatClient``, so deadlines,
     retries and per-call temperature sampling apply per model. A model on loopback or
     launched by cambrian costs 0 unless its ``price_in``/``price_out`` say otherwise.
 
@@ -100,7 +100,7 @@ class EnsembleLLM:
         self._weights = [entry.weight for entry in entries]
         self._max_tokens = {e.name: e.max_tokens or config.max_tokens for e in entries}
         self._clients = {
-            e.name: LiteLLMClient(
+            e.name: ChatClient(
                 entry_config(config, e),
                 backoff_s=backoff_s,
                 local=is_local(e.api_base or config.api_base, e.launch),

@@ -1,13 +1,14 @@
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from cambrian.archive import SqlArchive, new_program_id
+from cambrian.archive import CallRecord, SqlArchive, new_program_id
 from cambrian.archive._schema import Base
 from cambrian.config import ArchiveConfig
 from cambrian.errors import ArchiveError
@@ -331,3 +332,25 @@ def test_hot_path_is_fast(archive):
         archive.sample_parent(0)
     per_candidate_ms = (time.perf_counter() - start) / n * 1000
     assert per_candidate_ms < 20, per_candidate_ms
+
+
+def test_a_new_program_is_stored_with_its_reply_and_calls_in_one_transaction(archive):
+    root = program(archive)
+    archive.add(root, ok(1.0))
+    child = replace(root, id="c" * 12, parent_id=root.id, generation=1, tree="t-child")
+    calls = [
+        CallRecord("m1", prompt_tokens=100, completion_tokens=20, cost_usd=0.5, latency_s=2.0),
+        CallRecord("m1", prompt_tokens=120, completion_tokens=10, purpose="repair"),
+        CallRecord("m1", ok=False, error="timeout", purpose="repair"),
+    ]
+    archive.new_program(child, reply="the reply", calls=calls)
+    assert archive.reply(child.id) == "the reply"
+    stats = archive.stats()
+    assert stats["llm_calls"] == 3 and stats["prompt_tokens"] == 220
+    assert stats["cost_usd"] == pytest.approx(0.5)
+    # A program that cannot be stored leaves neither its reply nor its calls behind.
+    with pytest.raises(ValueError, match="cannot insert"):
+        archive.new_program(child, reply="again", calls=calls)
+    assert archive.reply(child.id) == "the reply" and archive.stats()["llm_calls"] == 3
+    with pytest.raises(ValueError, match="purpose"):
+        CallRecord("m1", purpose="chat")

@@ -1,9 +1,11 @@
-"""LiteLLMClient against a real OpenAI-compatible HTTP server on loopback (no mocks)."""
+"""ChatClient against a real OpenAI-compatible HTTP server on loopback (no mocks)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,11 +13,12 @@ import pytest
 from cambrian.config import LLMConfig
 from cambrian.errors import LLMError
 from cambrian.llm import (
+    ChatClient,
     Fault,
-    LiteLLMClient,
     ScriptedLLMServer,
     default_model_from_env,
     get_llm,
+    mutate_numbers,
     replay,
 )
 
@@ -27,7 +30,7 @@ MESSAGES = [
 
 def _complete(server: ScriptedLLMServer, model: str = "openai/scripted", **config):
     settings = {"retries": 3, "timeout_s": 10.0} | config
-    client = LiteLLMClient(LLMConfig(model=model, api_base=server.url, **settings), backoff_s=0.01)
+    client = ChatClient(LLMConfig(model=model, api_base=server.url, **settings), backoff_s=0.01)
     return asyncio.run(client.complete(MESSAGES))
 
 
@@ -113,7 +116,7 @@ def test_unreachable_port_raises_llm_error():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound but never listening: connection refused
         config = LLMConfig(model="openai/x", api_base=f"http://127.0.0.1:{port}/v1", retries=1)
-        client = LiteLLMClient(config, backoff_s=0.01)
+        client = ChatClient(config, backoff_s=0.01)
         with pytest.raises(LLMError, match=f"127.0.0.1:{port}"):
             asyncio.run(client.complete(MESSAGES))
 
@@ -139,7 +142,7 @@ def test_concurrent_calls_share_one_client():
 
 def test_unresolved_model_is_misuse():
     with pytest.raises(ValueError, match="model"):
-        LiteLLMClient(LLMConfig())
+        ChatClient(LLMConfig())
     assert get_llm(LLMConfig(model="openai/gpt-4o-mini")).name == "openai/gpt-4o-mini"
 
 
@@ -151,3 +154,49 @@ def test_default_model_from_env():
     assert default_model_from_env({"GEMINI_API_KEY": "k"}).startswith("gemini/")
     both = {"ANTHROPIC_API_KEY": "k", "OPENAI_API_KEY": "k"}
     assert default_model_from_env(both) == "openai/gpt-4o-mini"
+
+
+def test_a_run_against_an_openai_compatible_server_never_imports_litellm(scaffold_task, tmp_path):
+    """The openai client serves such endpoints: litellm's seconds of import are not paid."""
+    script = (
+        "import sys\n"
+        "from cambrian.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('litellm loaded:', 'litellm' in sys.modules)\n"
+    )
+    with ScriptedLLMServer(mutate_numbers(0)) as server:
+        args = [str(scaffold_task), "--run-dir", str(tmp_path / "run"), "--iterations", "2"]
+        args += ["--model", "openai/scripted", "--api-base", server.url, "--sandbox", "process"]
+        run = subprocess.run(
+            [sys.executable, "-c", script, "run", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        requests = server.requests
+    assert "litellm loaded: False" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "stopped: iterations" in run.stdout and requests >= 2
+
+
+def test_one_client_serves_one_event_loop_after_another():
+    """Each asyncio.run gets its own connections; the old loop's are never closed in the new."""
+    script = (
+        "import asyncio, gc, sys\n"
+        "from cambrian.config import LLMConfig\n"
+        "from cambrian.llm import ChatClient\n"
+        "client = ChatClient(LLMConfig(model='openai/scripted', api_base=sys.argv[1]))\n"
+        "async def ask():\n"
+        "    text = (await client.complete([{'role': 'user', 'content': 'hi'}])).text\n"
+        "    gc.collect()\n"
+        "    await asyncio.sleep(0.1)\n"
+        "    return text\n"
+        "print([asyncio.run(ask()) for _ in range(3)])\n"
+    )
+    with ScriptedLLMServer(replay(["a", "b", "c"])) as server:
+        run = subprocess.run(
+            [sys.executable, "-c", script, server.url], capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 0 and "['a', 'b', 'c']" in run.stdout, run.stderr[-2000:]
+    assert "Event loop is closed" not in run.stderr and "never retrieved" not in run.stderr

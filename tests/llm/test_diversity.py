@@ -8,7 +8,7 @@ import random
 import pytest
 
 from cambrian.config import LLMConfig, ModelEntry
-from cambrian.llm import EnsembleLLM, LiteLLMClient, ScriptedLLMServer, replay, sample_temperature
+from cambrian.llm import ChatClient, EnsembleLLM, ScriptedLLMServer, replay, sample_temperature
 
 MESSAGES = [{"role": "user", "content": "same prompt every time"}]
 
@@ -30,7 +30,7 @@ def test_sample_temperature_is_fixed_or_uniform_over_the_range():
 def test_range_is_sampled_per_call_and_no_seed_is_sent():
     with ScriptedLLMServer(replay(["ok"]), record=True) as server:
         config = LLMConfig(model="openai/scripted", api_base=server.url, temperature=(0.3, 1.1))
-        asyncio.run(_calls(LiteLLMClient(config), 8))
+        asyncio.run(_calls(ChatClient(config), 8))
         bodies = server.bodies
     assert len(bodies) == 8
     temperatures = [body["temperature"] for body in bodies]
@@ -43,7 +43,7 @@ def test_range_is_sampled_per_call_and_no_seed_is_sent():
 def test_fixed_temperature_is_sent_as_is_without_a_seed():
     with ScriptedLLMServer(replay(["ok"]), record=True) as server:
         config = LLMConfig(model="openai/scripted", api_base=server.url, temperature=0.65)
-        asyncio.run(_calls(LiteLLMClient(config), 2))
+        asyncio.run(_calls(ChatClient(config), 2))
         assert [body["temperature"] for body in server.bodies] == [0.65, 0.65]
         assert all("seed" not in body for body in server.bodies)
 

@@ -158,7 +158,7 @@ def test_single_model_config_builds_a_one_model_ensemble_and_get_llm_picks():
         llm = EnsembleLLM(config, seed=0)
         assert (llm.name, llm.models) == ("openai/solo", ["openai/solo"])
         assert asyncio.run(llm.complete(MESSAGES)).model == "openai/solo"
-        assert type(get_llm(config)).__name__ == "LiteLLMClient"
+        assert type(get_llm(config)).__name__ == "ChatClient"
         ensemble = config.model_copy(update={"models": (ModelEntry(name="openai/solo"),)})
         assert isinstance(get_llm(ensemble, seed=0), EnsembleLLM)
     with pytest.raises(ValueError, match="llm.models is empty"):

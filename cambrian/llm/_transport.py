@@ -1,0 +1,178 @@
+"""How one chat request reaches the model: the openai client, or litellm.
+
+An ``openai/...`` model with an ``api_base`` is an OpenAI-compatible server (a local
+llama.cpp or vLLM, a proxy): the ``openai`` client talks to it directly, which costs
+a few milliseconds a call where litellm's layers cost tens, and a run that only talks to
+such servers never imports litellm (seconds of start-up). Every other provider goes
+through litellm. Both raise the ``openai`` error classes (litellm's subclass them), so the
+client's retry rules apply unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+#: litellm's offline cost map, shipped inside its package.
+COST_MAP_FILE = "model_prices_and_context_window_backup.json"
+
+
+class BadResponse(Exception):
+    """The endpoint answered 200 with a body that is not a chat completion."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the client needs from a response; token counts are the server's claims."""
+
+    text: str
+    prompt_tokens: Any = 0
+    completion_tokens: Any = 0
+
+
+def is_direct(model: str, api_base: str | None) -> bool:
+    """Whether the openai client serves ``model``: an OpenAI-compatible ``api_base``."""
+    return model.startswith("openai/") and bool(api_base)
+
+
+def get_transport(model: str, api_base: str | None) -> OpenAITransport | LiteLLMTransport:
+    """The transport for ``model`` at ``api_base`` (see ``is_direct``)."""
+    return OpenAITransport() if is_direct(model, api_base) else LiteLLMTransport()
+
+
+class LiteLLMTransport:
+    """Requests through ``litellm.acompletion``; litellm is imported on the first call."""
+
+    def __init__(self) -> None:
+        self._litellm: ModuleType | None = None
+
+    async def load(self) -> None:
+        """Import litellm once, in a thread so the event loop keeps running."""
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(import_litellm)
+
+    def cost_map(self) -> dict[str, Any]:
+        """``litellm.model_cost`` (call ``load`` first)."""
+        assert self._litellm is not None, "load() first"
+        return self._litellm.model_cost
+
+    async def send(self, request: dict[str, Any]) -> Reply:
+        """One attempt of ``request`` (model, messages, temperature, ... api_key)."""
+        await self.load()
+        assert self._litellm is not None
+        response = await self._litellm.acompletion(
+            **request, num_retries=0, max_retries=0, drop_params=True
+        )
+        choices = response.choices or []
+        usage = getattr(response, "usage", None)
+        return Reply(
+            text=(choices[0].message.content if choices else None) or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0),
+            completion_tokens=getattr(usage, "completion_tokens", 0),
+        )
+
+
+class OpenAITransport:
+    """Requests through one ``openai.AsyncOpenAI`` client per event loop."""
+
+    def __init__(self) -> None:
+        self._openai: ModuleType | None = None
+        self._costs: dict[str, Any] | None = None
+        self._clients: dict[tuple[int, str, str | None], Any] = {}
+        # Clients of finished event loops, kept: one collected inside a later loop would
+        # schedule its close there, on connections of the closed loop, and fail noisily.
+        self._retired: list[Any] = []
+
+    async def load(self) -> None:
+        """Import openai and read the cost map once, in a thread."""
+        if self._openai is None:
+            self._costs = await asyncio.to_thread(read_cost_map)
+            self._openai = await asyncio.to_thread(_import_openai)
+
+    def cost_map(self) -> dict[str, Any]:
+        """The offline cost map of litellm, read from its file without importing litellm."""
+        assert self._costs is not None, "load() first"
+        return self._costs
+
+    async def send(self, request: dict[str, Any]) -> Reply:
+        """One attempt of ``request``; the reply's body is parsed here, defensively."""
+        await self.load()
+        client = self._client(request["api_base"], request.get("api_key"), request["timeout"])
+        raw = await client.chat.completions.with_raw_response.create(
+            model=request["model"].split("/", 1)[1],
+            messages=request["messages"],
+            temperature=request["temperature"],
+            max_tokens=request["max_tokens"],
+        )
+        return parse_reply(raw.http_response.content)
+
+    def _client(self, api_base: str, api_key: str | None, timeout: float) -> Any:
+        """The client of this event loop (an httpx pool is bound to the loop it starts in)."""
+        assert self._openai is not None
+        key = (id(asyncio.get_running_loop()), api_base, api_key)
+        if key not in self._clients:
+            self._retired.extend(self._clients.values())
+            self._clients.clear()
+            self._clients[key] = self._openai.AsyncOpenAI(
+                base_url=api_base, api_key=api_key, max_retries=0, timeout=timeout
+            )
+        return self._clients[key]
+
+
+def parse_reply(body: bytes) -> Reply:
+    """The text and token counts of a chat-completion body.
+
+    Raises:
+        BadResponse: The body is not JSON, or not shaped like a chat completion.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadResponse(f"reply body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadResponse(f"reply body is a JSON {type(data).__name__}, not an object")
+    choices = data.get("choices") or []
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if choices and not isinstance(content, str | None):
+        raise BadResponse("reply's message content is not text")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return Reply(
+        text=content or "",
+        prompt_tokens=usage.get("prompt_tokens", 0),
+        completion_tokens=usage.get("completion_tokens", 0),
+    )
+
+
+def import_litellm() -> ModuleType:
+    """Import litellm with the local cost map and without its debug banners."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _import_openai() -> ModuleType:
+    import openai
+
+    return openai
+
+
+def read_cost_map() -> dict[str, Any]:
+    """The offline cost map of litellm ({} when litellm or its file is missing)."""
+    spec = importlib.util.find_spec("litellm")  # a top-level name: nothing is imported
+    folders = spec.submodule_search_locations if spec is not None else None
+    for folder in folders or ():
+        path = Path(folder) / COST_MAP_FILE
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return data if isinstance(data, dict) else {}
+    return {}
