@@ -105,12 +105,14 @@ def prompt_context(
     )
     for other in chosen:
         evaluation = archive.evaluation(other.id)
+        theirs = editable_contents(lineage, rules, other.commit)
         inspirations.append(
             {
                 "id": other.id,
                 "score": evaluation.score if evaluation else None,
                 "metrics": shown_metrics(evaluation),
-                "files": _file_list(editable_contents(lineage, rules, other.commit)),
+                "files": _file_list(theirs),
+                "diff": changes_against(files, theirs),
             }
         )
     variables = {
@@ -127,6 +129,30 @@ def prompt_context(
         "recommendations": _latest_note(archive),
     }
     return variables, files
+
+
+def changes_against(ours: dict[str, str], theirs: dict[str, str]) -> str:
+    """Another program as a unified diff against ours, when that is the shorter way to show it.
+
+    Programs of one run mostly differ in a few lines: the diff shows what the other one
+    does differently in a fraction of the prompt tokens. "" when it is not under half
+    the size of the other program's files (the template then shows them whole).
+    """
+    parts = []
+    for path in sorted(ours.keys() | theirs.keys()):
+        mine, other = ours.get(path, ""), theirs.get(path, "")
+        if mine != other:
+            lines = difflib.unified_diff(
+                mine.splitlines(keepends=True),
+                other.splitlines(keepends=True),
+                f"current/{path}",
+                f"other/{path}",
+                n=2,
+            )
+            parts.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
+    text = "".join(parts).rstrip("\n")
+    whole = sum(len(content) for content in theirs.values())
+    return text if text and len(text) < whole / 2 else ""
 
 
 def _latest_note(archive: Archive) -> str:

@@ -4,6 +4,7 @@ import re
 import jinja2
 import pytest
 
+from cambrian.agent._context import changes_against
 from cambrian.errors import ConfigError
 from cambrian.prompts import BUILTIN_SETS, TEMPLATE_DIR, render, render_messages, template_set
 
@@ -37,6 +38,7 @@ def _context(**overrides):
                 "score": 0.9,
                 "metrics": {"valid": 1},
                 "files": [{"path": "solve.py", "content": "INSPIRED = 1\n", "lang": "python"}],
+                "diff": "",
             }
         ],
         "rejections": ["SEARCH text not found in solve.py: 'for i in range(n):'"],
@@ -283,6 +285,7 @@ def test_crossover_shows_the_second_program_and_notes_show_up(name):
         "score": 0.5,
         "metrics": {},
         "files": [{"path": "solve.py", "content": "SECOND = 2\n", "lang": "python"}],
+        "diff": "",
     }
     ctx = _context(operator="crossover", second=second, recommendations="- Try a heap.")
     text = "\n".join(m["content"] for m in render_messages(TEMPLATE_DIR / name, ctx))
@@ -304,3 +307,19 @@ def test_operators_share_the_prompt_prefix_through_the_program():
     assert HELPER.strip() in shared and SOLVE.strip() in shared
     assert all("Answer format" not in user[: len(shared)] for user in users)
     assert len(set(users)) == len(operators)
+
+
+def test_another_program_that_differs_in_a_few_lines_is_shown_as_its_diff():
+    ours = {"solve.py": "".join(f"X{i} = {i}\n" for i in range(40))}
+    theirs = {"solve.py": ours["solve.py"].replace("X20 = 20", "X20 = 21")}
+    diff = changes_against(ours, theirs)
+    assert "-X20 = 20\n+X20 = 21" in diff and "X5 = 5" not in diff  # two lines of context
+    assert diff.startswith("--- current/solve.py\n+++ other/solve.py")
+    assert changes_against(ours, ours) == ""
+    rewritten = {"solve.py": "".join(f"Y{i} = {i}\n" for i in range(40))}
+    assert changes_against(ours, rewritten) == ""  # no shorter than the file: shown whole
+    other = {"id": "i7", "score": 0.9, "metrics": {}, "files": [], "diff": diff}
+    for second in (None, other):
+        ctx = _context(inspirations=[other], second=second, operator="crossover")
+        user = render("user.j2", **ctx)
+        assert "```diff\n--- current/solve.py" in user and "INSPIRED" not in user
