@@ -1,7 +1,8 @@
 """The LLM layer's own costs and the bandit's convergence, compared with targets.
 
-Measures: one policy decision over 8 models (p50/p99), the ensemble's overhead per call
-over a plain client against a scripted server on loopback, a MinHash near-duplicate check
+Measures: one policy decision over 8 models (p50/p99), the time of one call through the
+openai client and through litellm to the same scripted server on loopback, back to back,
+the ensemble's overhead per call over a plain client, a MinHash near-duplicate check
 of a candidate against an island of cached programs, and the share of pulls the bandit
 gives the best of 4 simulated models. Prints each figure, its target and PASS or MISS.
 
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
     "choose_p99_us": 100.0,
     "ensemble_overhead_ms": 2.0,
+    "litellm_over_openai": 2.0,  # litellm's time per call over the openai client's
     "novelty_p99_ms": 20.0,
     "best_share": 0.6,
 }
@@ -71,6 +73,25 @@ async def _timed_calls(llm: object, calls: int) -> float:
     return statistics.median(samples)
 
 
+def bench_transports(calls: int) -> float:
+    """Median time of a call through litellm over one through the openai client."""
+    with ScriptedLLMServer(replay(["ok " * 50])) as server:
+        direct = ChatClient(LLMConfig(model="openai/scripted", api_base=server.url))
+        litellm = ChatClient(LLMConfig(model="hosted_vllm/scripted", api_base=server.url))
+        for client in (direct, litellm):
+            asyncio.run(_timed_calls(client, 5))  # imports and connections
+        times = {"openai": 0.0, "litellm": 0.0}
+        for _ in range(5):  # interleaved rounds: drift on a shared machine hits both
+            times["openai"] += asyncio.run(_timed_calls(direct, calls // 5))
+            times["litellm"] += asyncio.run(_timed_calls(litellm, calls // 5))
+    ratio = times["litellm"] / times["openai"]
+    print(
+        f"call: openai client {times['openai'] / 5 * 1000:.2f} ms, "
+        f"litellm {times['litellm'] / 5 * 1000:.2f} ms (x{ratio:.1f})"
+    )
+    return ratio
+
+
 def bench_ensemble_overhead(calls: int) -> float:
     """Median ms an EnsembleLLM call costs over a ChatClient call to the same server."""
     with ScriptedLLMServer(replay(["ok " * 50])) as server:
@@ -79,7 +100,7 @@ def bench_ensemble_overhead(calls: int) -> float:
         fleet = LLMConfig(models=models)
         plain = ChatClient(single)
         ensemble = EnsembleLLM(fleet, seed=0)
-        asyncio.run(_timed_calls(plain, 5))  # warm up litellm
+        asyncio.run(_timed_calls(plain, 5))  # warm up the client
         asyncio.run(_timed_calls(ensemble, 5))
         base = asyncio.run(_timed_calls(plain, calls))
         ours = asyncio.run(_timed_calls(ensemble, calls))
@@ -151,12 +172,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=500)
     args = parser.parse_args()
     choose_p99 = max(bench_choose(p, 5000) for p in ("ucb", "thompson", "weights"))
+    transports = bench_transports(100)
     overhead = bench_ensemble_overhead(100)
     novelty = bench_novelty(100, 50)
     shares = {p: bench_convergence(p, args.rounds, 20) for p in ("ucb", "thompson", "weights")}
     print("targets:")
     results = [
         _verdict("choose p99 (us)", choose_p99, TARGETS["choose_p99_us"]),
+        _verdict("litellm / openai client", transports, TARGETS["litellm_over_openai"], True),
         _verdict("ensemble overhead (ms)", overhead, TARGETS["ensemble_overhead_ms"]),
         _verdict("novelty p99 (ms)", novelty, TARGETS["novelty_p99_ms"]),
         _verdict("ucb best share", shares["ucb"], TARGETS["best_share"], True),

@@ -226,6 +226,10 @@ class LLM(Protocol):
         """Failed attempts so far (retried or final), per model, counted by class."""
         ...
 
+    async def aclose(self) -> None:
+        """Close the connections held for the running event loop (it may be used again)."""
+        ...
+
 
 class Archive(Protocol):
     """Stores programs and evaluations; keeps the MAP-Elites elites; samples parents."""

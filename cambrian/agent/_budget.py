@@ -97,3 +97,7 @@ class BudgetedLLM:
     def errors_by_model(self) -> dict[str, dict[str, int]]:
         """Failed attempts of the wrapped model, per model, by class."""
         return self._llm.errors_by_model()
+
+    async def aclose(self) -> None:
+        """Close the wrapped model's connections for the running event loop."""
+        await self._llm.aclose()

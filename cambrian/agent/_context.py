@@ -14,6 +14,8 @@ from cambrian.evaluators.compat import PRIVATE_METRICS
 from cambrian.types import Archive, Evaluation, Program
 
 EVOLVE_MARK = "EVOLVE-BLOCK-START"
+#: The diff shown for another program whose editable files equal the parent's.
+IDENTICAL = "(no difference: its files are the same as the current program's)"
 #: Most metrics a prompt shows of one program; the rest are stored, not shown.
 SHOWN_METRICS = 32
 #: Longest metric name or non-numeric value a prompt shows (longer ones are cut).
@@ -136,7 +138,8 @@ def changes_against(ours: dict[str, str], theirs: dict[str, str]) -> str:
 
     Programs of one run mostly differ in a few lines: the diff shows what the other one
     does differently in a fraction of the prompt tokens. "" when it is not under half
-    the size of the other program's files (the template then shows them whole).
+    the size of the other program's files (the template then shows them whole);
+    ``IDENTICAL`` when the editable files are the same.
     """
     parts = []
     for path in sorted(ours.keys() | theirs.keys()):
@@ -151,8 +154,10 @@ def changes_against(ours: dict[str, str], theirs: dict[str, str]) -> str:
             )
             parts.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
     text = "".join(parts).rstrip("\n")
+    if not text:
+        return IDENTICAL
     whole = sum(len(content) for content in theirs.values())
-    return text if text and len(text) < whole / 2 else ""
+    return text if len(text) < whole / 2 else ""
 
 
 def _latest_note(archive: Archive) -> str:

@@ -396,3 +396,4 @@ class Evolution:
         await asyncio.gather(*workers, return_exceptions=True)
         for program_id in self._evaluating:
             self.ctx.archive.set_status(program_id, ProgramStatus.INTERRUPTED, self.stop_reason)
+        await self.ctx.llm.aclose()  # this loop's connections; a later run opens its own

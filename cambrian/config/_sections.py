@@ -7,6 +7,7 @@ nests) and nowhere else. Unknown keys are errors.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -123,6 +124,22 @@ def _check_temperature(value: float | tuple[float, float] | None, where: str) ->
         )
 
 
+def _check_api_base(value: str | None, where: str) -> None:
+    """An endpoint must be an http(s) URL with a host (and a valid port, if any)."""
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{where} must be an http(s) URL such as http://127.0.0.1:8000/v1, got {value!r}"
+        )
+
+
 class ModelEntry(_Section):
     """One model of the ensemble (``[[llm.models]]``); unset fields fall back to ``[llm]``."""
 
@@ -144,6 +161,7 @@ class ModelEntry(_Section):
     @model_validator(mode="after")
     def _check(self) -> ModelEntry:
         _check_temperature(self.temperature, f"llm.models[{self.name}].temperature")
+        _check_api_base(self.api_base, f"llm.models[{self.name}].api_base")
         return self
 
 
@@ -192,6 +210,7 @@ class LLMConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> LLMConfig:
         _check_temperature(self.temperature, "llm.temperature")
+        _check_api_base(self.api_base, "llm.api_base")
         names = [entry.name for entry in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"llm.models has a name twice ({names}): give each entry its own")

@@ -159,6 +159,10 @@ class ChatClient:
             return self._completion(reply, time.perf_counter() - start)
         raise AssertionError("unreachable")
 
+    async def aclose(self) -> None:
+        """Close the connections this client holds for the running event loop."""
+        await self._transport.aclose()
+
     def errors_by_model(self) -> dict[str, dict[str, int]]:
         """Failed attempts (retried or final) by class, under this model's name."""
         return {self.name: dict(self.error_counts)} if self.error_counts else {}

@@ -212,6 +212,11 @@ class EnsembleLLM:
         """
         self._stats = {name: stats.get(name, ModelStats()) for name in self._names}
 
+    async def aclose(self) -> None:
+        """Close every model's connections for the running event loop."""
+        for client in self._clients.values():
+            await client.aclose()
+
     def errors_by_model(self) -> dict[str, dict[str, int]]:
         """Failed attempts (retried or final) per model, by class."""
         return {name: dict(c.error_counts) for name, c in self._clients.items() if c.error_counts}

@@ -1,16 +1,18 @@
 """How one chat request reaches the model: the openai client, or litellm.
 
-An ``openai/...`` model with an ``api_base`` is an OpenAI-compatible server (a local
-llama.cpp or vLLM, a proxy): the ``openai`` client talks to it directly, which costs
-a few milliseconds a call where litellm's layers cost tens, and a run that only talks to
-such servers never imports litellm (seconds of start-up). Every other provider goes
-through litellm. Both raise the ``openai`` error classes (litellm's subclass them), so the
-client's retry rules apply unchanged.
+An ``openai/...`` model with an ``api_base`` and a name litellm does not know is an
+OpenAI-compatible server (a local llama.cpp or vLLM, a proxy): the ``openai`` client
+talks to it directly, which costs a few milliseconds a call where litellm's layers cost
+tens, and chat with such servers never imports litellm (seconds of start-up; embedding
+novelty still does). Every other model goes through litellm. Both raise the ``openai``
+error classes (litellm's subclass them), so the client's retry rules apply unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -37,8 +39,16 @@ class Reply:
 
 
 def is_direct(model: str, api_base: str | None) -> bool:
-    """Whether the openai client serves ``model``: an OpenAI-compatible ``api_base``."""
-    return model.startswith("openai/") and bool(api_base)
+    """Whether the openai client serves ``model``: an OpenAI-compatible ``api_base``.
+
+    A model litellm's cost map knows (``openai/gpt-4o-mini``, ``openai/o3-mini``, ...)
+    stays with litellm even behind an ``api_base``: litellm maps its parameters (o-series
+    models take ``max_completion_tokens``, some no ``temperature``).
+    """
+    if not (model.startswith("openai/") and api_base):
+        return False
+    bare = model.split("/", 1)[1]
+    return bare not in read_cost_map() and model not in read_cost_map()
 
 
 def get_transport(model: str, api_base: str | None) -> OpenAITransport | LiteLLMTransport:
@@ -56,6 +66,9 @@ class LiteLLMTransport:
         """Import litellm once, in a thread so the event loop keeps running."""
         if self._litellm is None:
             self._litellm = await asyncio.to_thread(import_litellm)
+
+    async def aclose(self) -> None:
+        """Nothing to close: litellm keeps its own connection pools."""
 
     def cost_map(self) -> dict[str, Any]:
         """``litellm.model_cost`` (call ``load`` first)."""
@@ -112,6 +125,17 @@ class OpenAITransport:
         )
         return parse_reply(raw.http_response.content)
 
+    async def aclose(self) -> None:
+        """Close the clients of this event loop (the others went with their loops)."""
+        loop = id(asyncio.get_running_loop())
+        mine = [key for key in self._clients if key[0] == loop]
+        for key in mine:
+            await self._clients.pop(key).close()
+        retired, self._retired = self._retired, []
+        for client in retired:  # their loops are gone: only their sockets are left
+            with contextlib.suppress(Exception):
+                await client.close()
+
     def _client(self, api_base: str, api_key: str | None, timeout: float) -> Any:
         """The client of this event loop (an httpx pool is bound to the loop it starts in)."""
         assert self._openai is not None
@@ -133,15 +157,17 @@ def parse_reply(body: bytes) -> Reply:
     """
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadResponse(f"reply body is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: Recursion
+        raise BadResponse(f"reply body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise BadResponse(f"reply body is a JSON {type(data).__name__}, not an object")
-    choices = data.get("choices") or []
-    first = choices[0] if isinstance(choices, list) and choices else {}
+    choices = data.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
     message = first.get("message") if isinstance(first, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if choices and not isinstance(content, str | None):
+    if not isinstance(message, dict):  # an error object, {} or a stub: no answer at all
+        raise BadResponse("reply has no choices[0].message")
+    content = message.get("content")
+    if not isinstance(content, str | None):  # None or "": cut off at the length limit
         raise BadResponse("reply's message content is not text")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Reply(
@@ -166,6 +192,7 @@ def _import_openai() -> ModuleType:
     return openai
 
 
+@functools.cache
 def read_cost_map() -> dict[str, Any]:
     """The offline cost map of litellm ({} when litellm or its file is missing)."""
     spec = importlib.util.find_spec("litellm")  # a top-level name: nothing is imported

@@ -21,6 +21,7 @@ from cambrian.llm import (
     mutate_numbers,
     replay,
 )
+from cambrian.llm._transport import is_direct
 
 MESSAGES = [
     {"role": "system", "content": "You edit code."},
@@ -200,3 +201,53 @@ def test_one_client_serves_one_event_loop_after_another():
         )
     assert run.returncode == 0 and "['a', 'b', 'c']" in run.stdout, run.stderr[-2000:]
     assert "Event loop is closed" not in run.stderr and "never retrieved" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000, '{"error": {"message": "overloaded"}}', "{}", '{"choices": {}}'],
+    ids=["deeply nested", "error object", "empty object", "choices not a list"],
+)
+def test_a_reply_that_is_no_chat_completion_is_a_bad_response_retried(body):
+    with ScriptedLLMServer(replay([Fault(status=200, raw=body), "answer"])) as server:
+        client = ChatClient(LLMConfig(model="openai/scripted", api_base=server.url), backoff_s=0)
+        completion = asyncio.run(client.complete(MESSAGES))
+    assert completion.text == "answer" and client.error_counts == {"bad_response": 1}
+
+
+def test_models_litellm_knows_keep_its_parameter_mapping_behind_an_api_base():
+    assert is_direct("openai/qwen2.5-coder-1.5b-instruct", "http://127.0.0.1:8000/v1")
+    assert not is_direct("openai/o3-mini", "https://proxy.example/v1")  # max_completion_tokens
+    assert not is_direct("openai/gpt-4o-mini", None) and not is_direct("hosted_vllm/x", "http://h")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1:1/v1", "localhost:8000/v1", "ftp://h/v1", "http://h:99999"]
+)
+def test_an_api_base_that_is_no_http_url_is_refused_in_one_line(url):
+    with pytest.raises(ValueError, match="llm.api_base must be an http"):
+        LLMConfig(model="openai/x", api_base=url)
+
+
+def test_closing_a_client_after_each_event_loop_keeps_no_connections():
+    script = (
+        "import asyncio, os, sys\n"
+        "from cambrian.config import LLMConfig\n"
+        "from cambrian.llm import ChatClient\n"
+        "client = ChatClient(LLMConfig(model='openai/scripted', api_base=sys.argv[1]))\n"
+        "async def ask():\n"
+        "    await client.complete([{'role': 'user', 'content': 'hi'}])\n"
+        "    await client.aclose()\n"
+        "counts = []\n"
+        "for _ in range(20):\n"
+        "    asyncio.run(ask())\n"
+        "    counts.append(len(os.listdir('/proc/self/fd')))\n"
+        "print(counts[1], counts[-1])\n"
+    )
+    with ScriptedLLMServer(mutate_numbers(0)) as server:
+        run = subprocess.run(
+            [sys.executable, "-c", script, server.url], capture_output=True, text=True, timeout=120
+        )
+    assert run.returncode == 0, run.stderr[-2000:]
+    early, late = map(int, run.stdout.split())
+    assert late <= early  # twenty loops, no socket left behind

@@ -4,7 +4,7 @@ import re
 import jinja2
 import pytest
 
-from cambrian.agent._context import changes_against
+from cambrian.agent._context import IDENTICAL, changes_against
 from cambrian.errors import ConfigError
 from cambrian.prompts import BUILTIN_SETS, TEMPLATE_DIR, render, render_messages, template_set
 
@@ -315,7 +315,7 @@ def test_another_program_that_differs_in_a_few_lines_is_shown_as_its_diff():
     diff = changes_against(ours, theirs)
     assert "-X20 = 20\n+X20 = 21" in diff and "X5 = 5" not in diff  # two lines of context
     assert diff.startswith("--- current/solve.py\n+++ other/solve.py")
-    assert changes_against(ours, ours) == ""
+    assert changes_against(ours, ours) == IDENTICAL  # said, not shown as a whole program
     rewritten = {"solve.py": "".join(f"Y{i} = {i}\n" for i in range(40))}
     assert changes_against(ours, rewritten) == ""  # no shorter than the file: shown whole
     other = {"id": "i7", "score": 0.9, "metrics": {}, "files": [], "diff": diff}
