@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,15 @@ def circle_task(tmp_path: Path) -> Path:
 def cambrian_cmd(*args: str) -> list[str]:
     """Command line running the installed CLI with this interpreter."""
     return [sys.executable, "-m", "cambrian.cli", *args]
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child the test Ctrl-Cs: SIGINT at its default disposition.
+
+    A test run started in the background by a shell without job control inherits an
+    ignored SIGINT, and so would the child: it would never see the test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def scrubbed_env(**extra: str) -> dict[str, str]:

@@ -14,7 +14,9 @@ import dataclasses
 import functools
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,18 @@ def _node_sandbox(settings: dict[str, Any], gpu_ids: tuple[str, ...], run_id: st
 
 
 @functools.cache
+def _interruptible() -> None:
+    """Let ``ray.cancel`` interrupt this task, so the evaluation's clean-up runs.
+
+    Ray interrupts a task as Ctrl-C would, and Python drops that while SIGINT is
+    ignored, which a worker of a cluster started by ``nohup ... &`` inherits: the
+    evaluation (a container) would then outlive the run.
+    """
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _remove_stale_dirs(parent: Path) -> None:
     """Delete the folders of Ray workers on this node that died mid-evaluation.
 
@@ -98,6 +112,7 @@ def run_on_node(spec: dict[str, Any], attempt: int, tree: bytes, tracker: Any) -
     """
     import ray
 
+    _interruptible()
     node = ray.get_runtime_context().get_node_id()
     tracker.started.remote(spec["key"], attempt, node)
     answer: dict[str, Any] = {"node": node, "version": __version__, "isolation": ""}

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import cambrian_cmd, scrubbed_env
+from conftest import cambrian_cmd, scrubbed_env, sigint_default
 
 from cambrian.llm import ScriptedLLMServer, mutate_numbers
 
@@ -146,7 +146,12 @@ def test_ctrl_c_is_graceful_and_resumable(scaffold_task: Path, tmp_path: Path) -
         "process",
     )
     proc = subprocess.Popen(
-        cmd, env=scrubbed_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        env=scrubbed_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
     )
     deadline = time.time() + 60
     while time.time() < deadline and not _processes_in(run_dir / "work"):

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TASKS, cambrian_cmd, need_engine, scrubbed_env
+from conftest import TASKS, cambrian_cmd, need_engine, scrubbed_env, sigint_default
 
 from cambrian.llm import EngineSpec, demo_model_file, engine_command
 
@@ -103,6 +103,7 @@ def start_serve(*args: str, cwd: Path) -> tuple[subprocess.Popen, str, str]:
         text=True,
         env=scrubbed_env(),
         cwd=cwd,
+        preexec_fn=sigint_default,
     )
     lines: list[str] = []
     while not any("api_base" in line for line in lines):
