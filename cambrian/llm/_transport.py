@@ -143,8 +143,15 @@ class OpenAITransport:
         if key not in self._clients:
             self._retired.extend(self._clients.values())
             self._clients.clear()
+            # Our own pool: openai's default one closes itself when collected, as a task
+            # of whatever loop runs then, on sockets of a loop that may be gone.
+            pool = self._openai.DefaultAsyncHttpxClient(timeout=timeout)
             self._clients[key] = self._openai.AsyncOpenAI(
-                base_url=api_base, api_key=api_key, max_retries=0, timeout=timeout
+                base_url=api_base,
+                api_key=api_key,
+                max_retries=0,
+                timeout=timeout,
+                http_client=pool,
             )
         return self._clients[key]
 

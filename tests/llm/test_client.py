@@ -194,6 +194,12 @@ def test_one_client_serves_one_event_loop_after_another():
         "    await asyncio.sleep(0.1)\n"
         "    return text\n"
         "print([asyncio.run(ask()) for _ in range(3)])\n"
+        "async def drop():\n"  # a client of a finished loop, collected inside a later one
+        "    global client\n"
+        "    client = None\n"
+        "    gc.collect()\n"
+        "    await asyncio.sleep(0.1)\n"
+        "asyncio.run(drop())\n"
     )
     with ScriptedLLMServer(replay(["a", "b", "c"])) as server:
         run = subprocess.run(
