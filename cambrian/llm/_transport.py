@@ -11,7 +11,6 @@ error classes (litellm's subclass them), so the client's retry rules apply uncha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import importlib.util
 import json
@@ -97,10 +96,8 @@ class OpenAITransport:
     def __init__(self) -> None:
         self._openai: ModuleType | None = None
         self._costs: dict[str, Any] | None = None
-        self._clients: dict[tuple[int, str, str | None], Any] = {}
-        # Clients of finished event loops, kept: one collected inside a later loop would
-        # schedule its close there, on connections of the closed loop, and fail noisily.
-        self._retired: list[Any] = []
+        # The client and the event loop it serves (held, so its id is never reused).
+        self._current: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     async def load(self) -> None:
         """Import openai and read the cost map once, in a thread."""
@@ -126,34 +123,31 @@ class OpenAITransport:
         return parse_reply(raw.http_response.content)
 
     async def aclose(self) -> None:
-        """Close the clients of this event loop (the others went with their loops)."""
-        loop = id(asyncio.get_running_loop())
-        mine = [key for key in self._clients if key[0] == loop]
-        for key in mine:
-            await self._clients.pop(key).close()
-        retired, self._retired = self._retired, []
-        for client in retired:  # their loops are gone: only their sockets are left
-            with contextlib.suppress(Exception):
-                await client.close()
+        """Close the client of this event loop, if it has one."""
+        if self._current is not None and self._current[0] is asyncio.get_running_loop():
+            client, self._current = self._current[1], None
+            await client.close()
 
     def _client(self, api_base: str, api_key: str | None, timeout: float) -> Any:
-        """The client of this event loop (an httpx pool is bound to the loop it starts in)."""
+        """The client of this event loop (an httpx pool is bound to the loop it starts in).
+
+        A client left by an earlier loop is dropped: its connections went with that loop.
+        """
         assert self._openai is not None
-        key = (id(asyncio.get_running_loop()), api_base, api_key)
-        if key not in self._clients:
-            self._retired.extend(self._clients.values())
-            self._clients.clear()
+        loop = asyncio.get_running_loop()
+        if self._current is None or self._current[0] is not loop:
             # Our own pool: openai's default one closes itself when collected, as a task
             # of whatever loop runs then, on sockets of a loop that may be gone.
             pool = self._openai.DefaultAsyncHttpxClient(timeout=timeout)
-            self._clients[key] = self._openai.AsyncOpenAI(
+            client = self._openai.AsyncOpenAI(
                 base_url=api_base,
                 api_key=api_key,
                 max_retries=0,
                 timeout=timeout,
                 http_client=pool,
             )
-        return self._clients[key]
+            self._current = (loop, client)
+        return self._current[1]
 
 
 def parse_reply(body: bytes) -> Reply:
