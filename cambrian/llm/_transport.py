@@ -95,20 +95,17 @@ class OpenAITransport:
 
     def __init__(self) -> None:
         self._openai: ModuleType | None = None
-        self._costs: dict[str, Any] | None = None
         # The client and the event loop it serves (held, so its id is never reused).
         self._current: tuple[asyncio.AbstractEventLoop, Any] | None = None
 
     async def load(self) -> None:
-        """Import openai and read the cost map once, in a thread."""
+        """Import openai once, in a thread (``is_direct`` has read the cost map already)."""
         if self._openai is None:
-            self._costs = await asyncio.to_thread(read_cost_map)
             self._openai = await asyncio.to_thread(_import_openai)
 
     def cost_map(self) -> dict[str, Any]:
         """The offline cost map of litellm, read from its file without importing litellm."""
-        assert self._costs is not None, "load() first"
-        return self._costs
+        return read_cost_map()
 
     async def send(self, request: dict[str, Any]) -> Reply:
         """One attempt of ``request``; the reply's body is parsed here, defensively."""
